@@ -1,0 +1,147 @@
+//! The command-line contract (shared/DESIGN.md): subcommands and the flags they share.
+//!
+//! Only parsing lives here; what each command does is wired in `main.rs`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "certgate",
+    version,
+    about = "Kubernetes ingress proxy and cert-manager compatible ACME certificate manager in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Kubernetes mode: watch the cluster (KUBECONFIG or in-cluster), serve traffic, issue certificates.
+    Controller(ControllerArgs),
+    /// Standalone mode: the same engine, with resources read from YAML manifests in a directory.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition manifests (the source of crds/*.yaml).
+    Crds,
+    /// Show the state of a resource, as `cmctl status` does.
+    #[command(subcommand)]
+    Status(StatusCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusCommand {
+    /// Conditions, dates, issuer, current Order/Challenges and last failure of a Certificate.
+    Certificate {
+        /// Name of the Certificate.
+        name: String,
+        /// Namespace of the Certificate.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Publish this Service's load-balancer address in Ingress status (NAMESPACE/NAME).
+    #[arg(long, value_name = "NS/NAME")]
+    pub publish_service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Directory of YAML manifests (multi-document, *.yaml / *.yml), reloaded on change.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: PathBuf,
+    /// Where issued Secrets and resource status are written as YAML.
+    #[arg(long, value_name = "DIR", default_value = ".certgate-state")]
+    pub state_dir: PathBuf,
+}
+
+/// Flags both serving modes share. Every port may be 0 (ephemeral; the bound address is logged).
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Port of the plain HTTP listener (also answers ACME HTTP-01 challenges).
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// Port of the TLS listener.
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
+    /// Port serving /metrics, /healthz and /readyz.
+    #[arg(long, default_value_t = 10254)]
+    pub admin_port: u16,
+    /// Address every listener binds to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Ingress class this instance serves (legacy annotation, and IngressClass controller match).
+    #[arg(long, default_value = "certgate")]
+    pub ingress_class: String,
+    /// Also serve Ingresses that name no class.
+    #[arg(long)]
+    pub watch_ingress_without_class: bool,
+    /// Certificate served when no SNI name matches (NAMESPACE/NAME of a kubernetes.io/tls Secret).
+    #[arg(long, value_name = "NS/NAME")]
+    pub default_ssl_certificate: Option<String>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_requires_manifests_directory() {
+        let err = Cli::try_parse_from(["certgate", "run"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn ports_may_be_ephemeral() {
+        let cli = Cli::try_parse_from([
+            "certgate",
+            "run",
+            "--manifests",
+            "m",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run, got {:?}", cli.command)
+        };
+        assert_eq!((run.common.http_port, run.common.https_port), (0, 0));
+        assert_eq!(run.manifests, PathBuf::from("m"));
+    }
+
+    #[test]
+    fn status_certificate_takes_namespace() {
+        let cli = Cli::try_parse_from(["certgate", "status", "certificate", "web", "-n", "prod"])
+            .unwrap();
+        let Command::Status(StatusCommand::Certificate { name, namespace }) = cli.command else {
+            panic!("expected status certificate, got {:?}", cli.command)
+        };
+        assert_eq!((name.as_str(), namespace.as_str()), ("web", "prod"));
+    }
+}

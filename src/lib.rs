@@ -1,0 +1,13 @@
+//! certgate: one binary that is both an ingress proxy (ingress-nginx compatible) and an ACME certificate
+//! manager (cert-manager compatible).
+//!
+//! The library holds everything; `main.rs` only parses the command line and wires the parts together.
+//!
+//! ```text
+//! sources ──► world (typed objects) ──┬──► proxy config (pure) ──► ArcSwap<Config> ──► listeners
+//!   kube watchers | manifest dir      ├──► ingress-shim (pure): Ingress ─► desired Certificates
+//!                                     └──► certificate controller: decide (pure) ─► act (issuer, Secret)
+//! ```
+
+pub mod cli;
+pub mod telemetry;
