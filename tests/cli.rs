@@ -1,0 +1,38 @@
+//! The binary's command-line contract: every subcommand is listed, and those not built yet fail loudly.
+
+use std::process::Command;
+
+fn certgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(args)
+        .output()
+        .expect("certgate runs")
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = certgate(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for subcommand in ["controller", "run", "crds", "status"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(subcommand)),
+            "{subcommand} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn unbuilt_commands_exit_non_zero_saying_so() {
+    for args in [
+        &["controller"][..],
+        &["run", "--manifests", "examples"],
+        &["crds"],
+        &["status", "certificate", "web"],
+    ] {
+        let out = certgate(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not implemented yet"), "{args:?}: {stderr}");
+    }
+}
