@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The one test command: installs or builds what the tests need, starts the real services, checks formatting
+# and lints, runs every test, stops the services again, and prints how long each stage took.
+#
+#   scripts/test.sh [extra cargo test args]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+declare -a STAGES=()
+stage() { # NAME CMD...: run a stage and record its duration
+  local name=$1; shift
+  local start=$SECONDS
+  printf '\n=== %s\n' "$name"
+  "$@"
+  STAGES+=("$(printf '%-28s %5ss' "$name" $((SECONDS - start)))")
+}
+report() {
+  local rc=$?
+  printf '\n=== timings\n'
+  printf '  %s\n' "${STAGES[@]}"
+  printf '  %-28s %5ss\n' total "$SECONDS"
+  return $rc
+}
+
+STARTED_CLUSTER=0
+cleanup() {
+  local rc=$?
+  if [ "$STARTED_CLUSTER" = 1 ]; then
+    scripts/dev-cluster.sh down || true
+  fi
+  report || true
+  exit $rc
+}
+trap cleanup EXIT
+
+cluster_up() {
+  # A cluster somebody already started is used and left running; one started here is stopped at exit.
+  if ! scripts/dev-cluster.sh status | grep -q 'kube-apiserver: running'; then
+    STARTED_CLUSTER=1
+  fi
+  scripts/dev-cluster.sh up
+  eval "$(scripts/dev-cluster.sh env)"
+}
+
+stage "tools (build or cache hit)" scripts/tools.sh install
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+stage "cargo build (tests)" cargo test --locked --no-run
+stage "cluster up" cluster_up
+stage "cargo test" cargo test --locked "$@"
