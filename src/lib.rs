@@ -10,4 +10,5 @@
 //! ```
 
 pub mod cli;
+pub mod routing;
 pub mod telemetry;
