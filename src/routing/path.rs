@@ -746,11 +746,14 @@ mod tests {
         .prop_map(|parts| parts.concat())
     }
 
+    /// Garbage, near-paths, and mostly valid paths (so that the Ok branches are well exercised).
     fn any_path() -> impl Strategy<Value = String> {
         prop_oneof![
-            any::<String>(),
-            path_like(),
-            path_like().prop_map(|p| format!("/{p}"))
+            1 => any::<String>(),
+            1 => path_like(),
+            2 => path_like().prop_map(|p| format!("/{p}")),
+            2 => path_pieces().prop_map(|p| render(&p, None)),
+            2 => (path_pieces(), spelling()).prop_map(|(p, s)| render(&p, Some(&s))),
         ]
     }
 
