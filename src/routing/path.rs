@@ -4,7 +4,7 @@
 //!
 //! 1. [`normalize`]: turn the path of a request URI into the one form that rules are matched against, the
 //!    way nginx does before `location` matching, or refuse it ([`PathError`], the proxy answers 400).
-//! 2. [`matches`] / [`precedence_key`]: does an Ingress `path` + `pathType` match a normalised path, and in
+//! 2. [`matches()`] / [`precedence_key`]: does an Ingress `path` + `pathType` match a normalised path, and in
 //!    which order are one host's rules tried.
 //!
 //! ```text
@@ -17,6 +17,16 @@
 //! "every spelling of a path reaches the rule its normal form reaches". [`normalize`] therefore either
 //! produces the single normal form or refuses the request; it never lets an encoded form through that a
 //! backend could decode into something else (`%2F`, `%5C`, `%00`, a raw `\`).
+//!
+//! Where this differs from nginx (`ngx_http_parse_complex_uri`), on purpose:
+//! - nginx decodes *every* escape into `$uri` (`%3F` becomes `?`); we decode only unreserved characters
+//!   and keep the rest encoded (RFC 3986 §6.2.2), so the normal form is still a valid URI path that can
+//!   be forwarded as is. Ingress paths can only hold unreserved characters and `/` (ingress-nginx's strict
+//!   path validation), so this changes no match.
+//! - nginx decodes `%2F` into a real `/` and treats `%5C` / `\` as ordinary bytes (as a separator only
+//!   on Windows); we refuse all three.
+//! - Same as nginx: `%2E` takes part in dot-segment removal, malformed escapes and `%00` are a 400, and
+//!   a `..` above the root is a 400.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
