@@ -1,0 +1,238 @@
+//! Parsing of a `kubernetes.io/tls` Secret's `tls.crt` and `tls.key` into a chain and signing key that
+//! rustls can serve.
+//!
+//! Pure: bytes in, [`LoadedCert`] or [`KeyPairError`] out. It reads neither Secrets nor the clock, and does
+//! not decide which host a certificate serves (that is [`super::resolver`]).
+//!
+//! SECURITY: errors name the Secret field and the kind of problem, never the bytes of `tls.key`; they end
+//! up in logs, Events and Ingress status.
+
+use std::sync::Arc;
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::{Error as RustlsError, InconsistentKeys};
+use x509_parser::extensions::GeneralName;
+
+/// Secret data key holding the PEM certificate chain, leaf first.
+pub const CERT_FIELD: &str = "tls.crt";
+/// Secret data key holding the PEM private key.
+pub const KEY_FIELD: &str = "tls.key";
+
+/// Subject CN of the generated default certificate, the same text ingress-nginx uses so that tools and
+/// people recognising "the fake certificate" keep doing so.
+pub const DEFAULT_CERT_CN: &str = "Kubernetes Ingress Controller Fake Certificate";
+/// The only SAN of the generated default certificate.
+pub const DEFAULT_CERT_HOST: &str = "ingress.local";
+
+/// Why a Secret's `tls.crt` / `tls.key` cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyPairError {
+    #[error("tls.crt contains no PEM \"CERTIFICATE\" block")]
+    NoCertificate,
+    #[error(
+        "tls.key contains no PEM private key block (\"RSA PRIVATE KEY\", \"PRIVATE KEY\" or \"EC PRIVATE KEY\")"
+    )]
+    NoPrivateKey,
+    /// The PEM framing itself is broken; `reason` is a fixed description, never the offending bytes.
+    #[error("{field} is not valid PEM: {reason}")]
+    BadPem {
+        field: &'static str,
+        reason: &'static str,
+    },
+    /// Certificate `index` (0 = leaf) in `tls.crt` is not a usable X.509 certificate.
+    #[error("tls.crt: certificate #{index} is not a valid X.509 certificate: {reason}")]
+    BadCertificate { index: usize, reason: String },
+    #[error(
+        "tls.key: {encoding} key is not a supported type (RSA of at least 2048 bits, ECDSA P-256 or P-384, Ed25519)"
+    )]
+    UnsupportedKey { encoding: &'static str },
+    #[error("tls.key does not match the public key of the first certificate in tls.crt")]
+    KeyDoesNotMatchCertificate,
+    #[error("generating the default certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A parsed certificate chain and key, ready to serve.
+#[derive(Clone, Debug)]
+pub struct LoadedCert {
+    /// Chain in the order given in `tls.crt` (leaf first) and the matching signing key.
+    pub certified: Arc<CertifiedKey>,
+    /// DNS subject alternative names of the leaf, lower-cased, without trailing dot; may hold wildcards
+    /// (`*.example.com`). The subject CN is ignored, as by Go's crypto/tls and browsers.
+    pub names: Vec<String>,
+    /// Leaf `notBefore`, unix seconds.
+    pub not_before: i64,
+    /// Leaf `notAfter`, unix seconds.
+    pub not_after: i64,
+}
+
+impl LoadedCert {
+    /// Whether the leaf is inside its validity window at `now` (unix seconds, inclusive bounds as in
+    /// RFC 5280). Loading never rejects a certificate on time: nginx serves an expired certificate too, and
+    /// the caller decides (and reports) what to do with one.
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+
+    /// Whether one of the leaf's DNS SANs covers `host`, with the same rules as SNI selection
+    /// ([`super::resolver::name_matches`]).
+    pub fn covers(&self, host: &str) -> bool {
+        self.names
+            .iter()
+            .any(|pattern| super::resolver::name_matches(pattern, host))
+    }
+}
+
+/// Parse `tls.crt` (PEM: leaf first, then the chain) and `tls.key` (PEM: PKCS#1 `RSA PRIVATE KEY`,
+/// PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`; RSA, ECDSA P-256/P-384 or Ed25519).
+///
+/// Blocks of other types are skipped (an `EC PARAMETERS` block before the key, a key pasted into
+/// `tls.crt`), as OpenSSL does. Only the first private key is used. The key must match the leaf.
+pub fn load(tls_crt: &[u8], tls_key: &[u8]) -> Result<LoadedCert, KeyPairError> {
+    let chain = CertificateDer::pem_slice_iter(tls_crt)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_error(CERT_FIELD, &error))?;
+    let Some(leaf) = chain.first() else {
+        return Err(KeyPairError::NoCertificate);
+    };
+
+    // Parse every certificate, not only the leaf, so a broken intermediate is reported here (as nginx
+    // does when loading the file) rather than as an opaque handshake failure in some client.
+    for (index, der) in chain.iter().enumerate().skip(1) {
+        parse_x509(index, der)?;
+    }
+    let (names, not_before, not_after) = {
+        let leaf = parse_x509(0, leaf)?;
+        let validity = leaf.validity();
+        (
+            dns_names(&leaf)?,
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        )
+    };
+
+    let key = match PrivateKeyDer::from_pem_slice(tls_key) {
+        Ok(key) => key,
+        Err(pem::Error::NoItemsFound) => return Err(KeyPairError::NoPrivateKey),
+        Err(error) => return Err(pem_error(KEY_FIELD, &error)),
+    };
+    let encoding = match &key {
+        PrivateKeyDer::Pkcs1(_) => "PKCS#1",
+        PrivateKeyDer::Sec1(_) => "SEC1",
+        PrivateKeyDer::Pkcs8(_) => "PKCS#8",
+        _ => "unknown",
+    };
+    // SECURITY: rustls' error here is a fixed string, but it is dropped anyway: nothing derived from the
+    // key's bytes goes into the error.
+    let signing_key =
+        any_supported_type(&key).map_err(|_| KeyPairError::UnsupportedKey { encoding })?;
+
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // `Unknown`: the key cannot report its public key. Every ring key can, so this is unreachable in
+        // practice; rustls' own `CertifiedKey::from_der` accepts it the same way.
+        Ok(()) | Err(RustlsError::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(RustlsError::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            return Err(KeyPairError::KeyDoesNotMatchCertificate);
+        }
+        // webpki is stricter than x509-parser (e.g. X.509 v1 leaves); such a leaf fails every rustls
+        // client anyway, so refuse it here with the reason.
+        Err(error) => {
+            return Err(KeyPairError::BadCertificate {
+                index: 0,
+                reason: error.to_string(),
+            });
+        }
+    }
+
+    Ok(LoadedCert {
+        certified: Arc::new(certified),
+        names,
+        not_before,
+        not_after,
+    })
+}
+
+/// A self-signed certificate generated at start and served when nothing else matches, like
+/// ingress-nginx's "Kubernetes Ingress Controller Fake Certificate" (subject CN [`DEFAULT_CERT_CN`], SAN
+/// [`DEFAULT_CERT_HOST`]), valid from today for one year.
+///
+/// The key is ECDSA P-256: rcgen on ring cannot generate RSA keys (ingress-nginx's is RSA 2048).
+pub fn generate_default() -> Result<LoadedCert, KeyPairError> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec![DEFAULT_CERT_HOST.to_owned()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Acme Co");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, DEFAULT_CERT_CN);
+    let (year, month, day) = calendar_day(chrono::Utc::now().date_naive());
+    params.not_before = rcgen::date_time_ymd(year, month, day);
+    params.not_after = rcgen::date_time_ymd(year.saturating_add(1), month, day);
+    let cert = params.self_signed(&key)?;
+    load(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+}
+
+/// `today` as rcgen wants it, with the day clamped to 28 so that "same day next year" exists even from
+/// 29 February (`date_time_ymd` panics on an invalid date).
+fn calendar_day(today: chrono::NaiveDate) -> (i32, u8, u8) {
+    use chrono::Datelike;
+    // chrono months and days are always 1..=12 and 1..=31, so the narrowing cannot fail.
+    let month = u8::try_from(today.month()).unwrap_or(1);
+    let day = u8::try_from(today.day()).unwrap_or(1).min(28);
+    (today.year(), month, day)
+}
+
+fn parse_x509(
+    index: usize,
+    der: &[u8],
+) -> Result<x509_parser::certificate::X509Certificate<'_>, KeyPairError> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => Ok(cert),
+        Err(error) => Err(KeyPairError::BadCertificate {
+            index,
+            reason: error.to_string(),
+        }),
+    }
+}
+
+fn dns_names(
+    leaf: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<Vec<String>, KeyPairError> {
+    let san = leaf
+        .subject_alternative_name()
+        .map_err(|error| KeyPairError::BadCertificate {
+            index: 0,
+            reason: format!("subjectAltName: {error}"),
+        })?;
+    let Some(san) = san else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.trim_end_matches('.').to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// A fixed description of a PEM framing error. pki-types' own messages can quote the offending line,
+/// which for `tls.key` would put key bytes into logs.
+fn pem_error(field: &'static str, error: &pem::Error) -> KeyPairError {
+    let reason = match error {
+        pem::Error::MissingSectionEnd { .. } => "a BEGIN line has no matching END line",
+        pem::Error::IllegalSectionStart { .. } => "malformed BEGIN line",
+        pem::Error::Base64Decode(_) => "the body of a block is not valid base64",
+        pem::Error::SectionTooLarge => "a block is too large",
+        pem::Error::NoItemsFound => "no PEM block found",
+        _ => "unreadable PEM",
+    };
+    KeyPairError::BadPem { field, reason }
+}
