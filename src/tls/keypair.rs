@@ -236,3 +236,318 @@ fn pem_error(field: &'static str, error: &pem::Error) -> KeyPairError {
     };
     KeyPairError::BadPem { field, reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::testing::{TestCa, self_signed};
+    use rcgen::{CertificateParams, KeyPair};
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/tls/",
+                $name
+            ))
+            .as_slice()
+        };
+    }
+
+    fn load_str(crt: &str, key: &str) -> Result<LoadedCert, KeyPairError> {
+        load(crt.as_bytes(), key.as_bytes())
+    }
+
+    #[test]
+    fn rsa_pkcs1_key_loads() {
+        let loaded = load(fixture!("rsa.crt"), fixture!("rsa.pkcs1.key")).unwrap();
+        assert_eq!(loaded.names, ["rsa.example.com"]);
+    }
+
+    #[test]
+    fn rsa_pkcs8_key_loads() {
+        let loaded = load(fixture!("rsa.crt"), fixture!("rsa.pkcs8.key")).unwrap();
+        assert_eq!(loaded.names, ["rsa.example.com"]);
+    }
+
+    #[test]
+    fn ecdsa_p256_sec1_key_loads() {
+        let loaded = load(fixture!("ec-p256.crt"), fixture!("ec-p256.sec1.key")).unwrap();
+        assert_eq!(loaded.names, ["ec256.example.com"]);
+    }
+
+    #[test]
+    fn ecdsa_p384_sec1_key_loads() {
+        let loaded = load(fixture!("ec-p384.crt"), fixture!("ec-p384.sec1.key")).unwrap();
+        assert_eq!(loaded.names, ["ec384.example.com"]);
+    }
+
+    #[test]
+    fn ed25519_pkcs8_key_loads() {
+        let loaded = load(fixture!("ed25519.crt"), fixture!("ed25519.key")).unwrap();
+        assert_eq!(loaded.names, ["ed25519.example.com"]);
+    }
+
+    #[test]
+    fn pkcs8_keys_from_rcgen_load_for_each_curve() {
+        for alg in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ] {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let cert = CertificateParams::new(vec!["x.example.com".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let loaded = load_str(&cert.pem(), &key.serialize_pem()).unwrap();
+            assert_eq!(loaded.certified.cert, [cert.der().clone()], "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn ec_parameters_block_before_sec1_key_is_skipped() {
+        // What `openssl ecparam -genkey` writes without -noout.
+        let mut key =
+            b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
+                .to_vec();
+        key.extend_from_slice(fixture!("ec-p256.sec1.key"));
+        assert!(load(fixture!("ec-p256.crt"), &key).is_ok());
+    }
+
+    #[test]
+    fn chain_order_is_preserved_leaf_first() {
+        let ca = TestCa::new();
+        let leaf = ca.leaf(&["a.example.com"]);
+        let loaded = load_str(&leaf.crt, &leaf.key).unwrap();
+        assert_eq!(loaded.certified.cert, [leaf.leaf_der, ca.der]);
+    }
+
+    #[test]
+    fn names_are_dns_sans_lower_cased_and_cn_is_ignored() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![
+            "WWW.Example.COM".to_owned(),
+            "*.Example.com".to_owned(),
+            "10.0.0.1".to_owned(),
+        ])
+        .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cn-only.example.com");
+        let cert = params.self_signed(&key).unwrap();
+        let loaded = load_str(&cert.pem(), &key.serialize_pem()).unwrap();
+        assert_eq!(loaded.names, ["www.example.com", "*.example.com"]);
+    }
+
+    #[test]
+    fn certificate_without_sans_has_no_names() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cn-only.example.com");
+        let cert = params.self_signed(&key).unwrap();
+        let loaded = load_str(&cert.pem(), &key.serialize_pem()).unwrap();
+        assert!(loaded.names.is_empty());
+        assert!(!loaded.covers("cn-only.example.com"));
+    }
+
+    #[test]
+    fn validity_window_is_read_from_the_leaf() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["x.example.com".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2030, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2031, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let loaded = load_str(&cert.pem(), &key.serialize_pem()).unwrap();
+        assert_eq!(loaded.not_before, 1_893_456_000);
+        assert_eq!(loaded.not_after, 1_924_992_000);
+        assert!(!loaded.is_valid_at(1_893_455_999));
+        assert!(loaded.is_valid_at(1_893_456_000));
+        assert!(loaded.is_valid_at(1_924_992_000));
+        assert!(!loaded.is_valid_at(1_924_992_001));
+    }
+
+    #[test]
+    fn expired_certificate_still_loads() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["old.example.com".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        assert!(load_str(&cert.pem(), &key.serialize_pem()).is_ok());
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_rejected() {
+        let a = self_signed(&["a.example.com"]);
+        let b = self_signed(&["b.example.com"]);
+        let error = load_str(&a.crt, &b.key).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::KeyDoesNotMatchCertificate),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn key_of_another_algorithm_is_rejected() {
+        let error = load(fixture!("rsa.crt"), fixture!("ec-p256.sec1.key")).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::KeyDoesNotMatchCertificate),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn key_matching_the_ca_instead_of_the_leaf_is_rejected() {
+        // The chain holds the CA's certificate, but only the leaf's key may serve it.
+        let ca = TestCa::new();
+        let leaf = ca.leaf(&["a.example.com"]);
+        let other = ca.leaf(&["b.example.com"]);
+        let error = load_str(&leaf.crt, &other.key).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::KeyDoesNotMatchCertificate),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn empty_tls_crt_is_no_certificate_naming_the_field() {
+        let pem = self_signed(&["a.example.com"]);
+        let error = load_str("", &pem.key).unwrap_err();
+        assert!(matches!(error, KeyPairError::NoCertificate), "{error:?}");
+        assert!(error.to_string().contains("tls.crt"));
+    }
+
+    #[test]
+    fn tls_crt_holding_only_a_key_is_no_certificate() {
+        let pem = self_signed(&["a.example.com"]);
+        let error = load_str(&pem.key, &pem.key).unwrap_err();
+        assert!(matches!(error, KeyPairError::NoCertificate), "{error:?}");
+    }
+
+    #[test]
+    fn missing_key_is_no_private_key_naming_the_field() {
+        let pem = self_signed(&["a.example.com"]);
+        for key in ["", "not pem at all", pem.crt.as_str()] {
+            let error = load_str(&pem.crt, key).unwrap_err();
+            assert!(matches!(error, KeyPairError::NoPrivateKey), "{error:?}");
+            assert!(error.to_string().contains("tls.key"));
+        }
+    }
+
+    #[test]
+    fn garbage_certificate_pem_is_bad_pem_naming_tls_crt() {
+        let pem = self_signed(&["a.example.com"]);
+        let crt = "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n";
+        let error = load_str(crt, &pem.key).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                KeyPairError::BadPem {
+                    field: "tls.crt",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().starts_with("tls.crt "));
+    }
+
+    #[test]
+    fn truncated_key_is_bad_pem_naming_tls_key_without_echoing_it() {
+        let pem = self_signed(&["a.example.com"]);
+        let truncated: String = pem
+            .key
+            .lines()
+            .filter(|line| !line.starts_with("-----END"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let error = load_str(&pem.crt, &truncated).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                KeyPairError::BadPem {
+                    field: "tls.key",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("tls.key"));
+        for body_line in pem.key.lines().filter(|line| !line.starts_with("-----")) {
+            assert!(
+                !shown.contains(body_line),
+                "error echoes key material: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_block_that_is_not_a_key_is_unsupported_key() {
+        let pem = self_signed(&["a.example.com"]);
+        // Valid base64 ("hello"), not a key.
+        let key = "-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n";
+        let error = load_str(&pem.crt, key).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::UnsupportedKey { encoding: "PKCS#8" }),
+            "{error:?}"
+        );
+        assert!(error.to_string().starts_with("tls.key: "));
+    }
+
+    #[test]
+    fn certificate_block_that_is_not_x509_is_bad_certificate_with_its_index() {
+        let pem = self_signed(&["a.example.com"]);
+        let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+
+        let error = load_str(junk, &pem.key).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::BadCertificate { index: 0, .. }),
+            "{error:?}"
+        );
+
+        let error = load_str(&format!("{}{junk}", pem.crt), &pem.key).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::BadCertificate { index: 1, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().starts_with("tls.crt: certificate #1 "));
+    }
+
+    #[test]
+    fn generated_default_is_the_ingress_nginx_fake_certificate() {
+        let loaded = generate_default().unwrap();
+        assert_eq!(loaded.names, [DEFAULT_CERT_HOST]);
+        assert_eq!(loaded.certified.cert.len(), 1);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&loaded.certified.cert[0]).unwrap();
+        let cn: Vec<_> = leaf
+            .subject()
+            .iter_common_name()
+            .map(|cn| cn.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(cn, [DEFAULT_CERT_CN]);
+        let now = chrono::Utc::now().timestamp();
+        assert!(loaded.is_valid_at(now));
+        assert!(loaded.not_after - loaded.not_before >= 365 * 24 * 3600);
+    }
+
+    #[test]
+    fn default_validity_from_29_february_is_a_real_date() {
+        let leap = chrono::NaiveDate::from_ymd_opt(2028, 2, 29).unwrap();
+        assert_eq!(calendar_day(leap), (2028, 2, 28));
+    }
+
+    #[test]
+    fn covers_uses_sans_with_wildcard_rules() {
+        let pem = self_signed(&["a.example.com", "*.wild.example.com"]);
+        let loaded = load_str(&pem.crt, &pem.key).unwrap();
+        assert!(loaded.covers("A.example.com."));
+        assert!(loaded.covers("x.wild.example.com"));
+        assert!(!loaded.covers("wild.example.com"));
+        assert!(!loaded.covers("x.y.wild.example.com"));
+        assert!(!loaded.covers("b.example.com"));
+    }
+}

@@ -204,3 +204,154 @@ fn wildcard_parent(name: &str) -> Option<&str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::testing::certified;
+
+    struct Certs {
+        default: Arc<CertifiedKey>,
+        a: Arc<CertifiedKey>,
+        b: Arc<CertifiedKey>,
+    }
+
+    fn certs() -> Certs {
+        Certs {
+            default: certified(&["ingress.local"]),
+            a: certified(&["a"]),
+            b: certified(&["b"]),
+        }
+    }
+
+    fn table(certs: &Certs, hosts: &[(&str, &Arc<CertifiedKey>)]) -> CertTable {
+        let mut table = CertTable::new(Arc::clone(&certs.default));
+        for (host, cert) in hosts {
+            assert!(table.insert(host, Arc::clone(cert)), "{host} not inserted");
+        }
+        table
+    }
+
+    #[track_caller]
+    fn assert_serves(table: &CertTable, sni: Option<&str>, want: &Arc<CertifiedKey>, how: Match) {
+        let (got, matched) = table.lookup(sni);
+        assert!(Arc::ptr_eq(&got, want), "wrong certificate for {sni:?}");
+        assert_eq!(matched, how, "{sni:?}");
+        assert!(Arc::ptr_eq(&table.resolve(sni), want));
+    }
+
+    #[test]
+    fn no_sni_gets_the_default() {
+        let c = certs();
+        let t = table(&c, &[("a.example.com", &c.a)]);
+        assert_serves(&t, None, &c.default, Match::Default);
+    }
+
+    #[test]
+    fn unregistered_name_gets_the_default() {
+        let c = certs();
+        let t = table(&c, &[("a.example.com", &c.a)]);
+        assert_serves(&t, Some("b.example.com"), &c.default, Match::Default);
+        assert_serves(&t, Some("example.com"), &c.default, Match::Default);
+    }
+
+    #[test]
+    fn exact_name_beats_wildcard() {
+        let c = certs();
+        // Registered wildcard first: precedence between exact and wildcard is not registration order.
+        let t = table(&c, &[("*.example.com", &c.b), ("a.example.com", &c.a)]);
+        assert_serves(&t, Some("a.example.com"), &c.a, Match::Exact);
+        assert_serves(&t, Some("c.example.com"), &c.b, Match::Wildcard);
+    }
+
+    #[test]
+    fn wildcard_matches_exactly_one_extra_label() {
+        let c = certs();
+        let t = table(&c, &[("*.example.com", &c.a)]);
+        assert_serves(&t, Some("a.example.com"), &c.a, Match::Wildcard);
+        assert_serves(&t, Some("a.b.example.com"), &c.default, Match::Default);
+        assert_serves(&t, Some("example.com"), &c.default, Match::Default);
+        assert_serves(&t, Some(".example.com"), &c.default, Match::Default);
+        assert_serves(&t, Some("aexample.com"), &c.default, Match::Default);
+    }
+
+    #[test]
+    fn names_compare_case_insensitively() {
+        let c = certs();
+        let t = table(&c, &[("A.Example.COM", &c.a), ("*.Wild.Example.com", &c.b)]);
+        assert_serves(&t, Some("a.example.com"), &c.a, Match::Exact);
+        assert_serves(&t, Some("A.EXAMPLE.COM"), &c.a, Match::Exact);
+        assert_serves(&t, Some("X.WILD.example.com"), &c.b, Match::Wildcard);
+    }
+
+    #[test]
+    fn trailing_dot_is_ignored() {
+        let c = certs();
+        let t = table(
+            &c,
+            &[("a.example.com.", &c.a), ("*.wild.example.com", &c.b)],
+        );
+        assert_serves(&t, Some("a.example.com"), &c.a, Match::Exact);
+        assert_serves(&t, Some("a.example.com."), &c.a, Match::Exact);
+        assert_serves(&t, Some("x.wild.example.com."), &c.b, Match::Wildcard);
+    }
+
+    #[test]
+    fn first_registered_certificate_wins_a_name() {
+        let c = certs();
+        let mut t = CertTable::new(Arc::clone(&c.default));
+        assert!(t.insert("a.example.com", Arc::clone(&c.a)));
+        assert!(!t.insert("A.example.com.", Arc::clone(&c.b)));
+        assert!(t.insert("*.example.com", Arc::clone(&c.a)));
+        assert!(!t.insert("*.EXAMPLE.com", Arc::clone(&c.b)));
+        assert_serves(&t, Some("a.example.com"), &c.a, Match::Exact);
+        assert_serves(&t, Some("z.example.com"), &c.a, Match::Wildcard);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn unusable_host_names_are_not_registered() {
+        let c = certs();
+        let mut t = CertTable::new(Arc::clone(&c.default));
+        for host in [
+            "",
+            ".",
+            "*",
+            "*.",
+            "*.*.example.com",
+            "a.*.example.com",
+            "**.example.com",
+            ".example.com",
+            "*..example.com",
+        ] {
+            assert!(!t.insert(host, Arc::clone(&c.a)), "{host:?} was registered");
+        }
+        assert!(t.is_empty());
+        assert_serves(&t, Some("a.example.com"), &c.default, Match::Default);
+    }
+
+    #[test]
+    fn resolver_serves_the_table_stored_last() {
+        let c = certs();
+        let resolver = SniResolver::new(table(&c, &[("a.example.com", &c.a)]));
+        assert!(Arc::ptr_eq(
+            &resolver.table().resolve(Some("a.example.com")),
+            &c.a
+        ));
+        resolver.store(table(&c, &[("a.example.com", &c.b)]));
+        assert!(Arc::ptr_eq(
+            &resolver.table().resolve(Some("a.example.com")),
+            &c.b
+        ));
+        assert_eq!(resolver.default_hits(), 0);
+    }
+
+    #[test]
+    fn name_matches_follows_table_rules() {
+        assert!(name_matches("*.example.com", "A.example.com."));
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(!name_matches("*.example.com", "a.b.example.com"));
+        assert!(name_matches("Example.com.", "example.COM"));
+        assert!(!name_matches("", ""));
+    }
+}
