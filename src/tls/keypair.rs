@@ -106,6 +106,17 @@ pub fn load(tls_crt: &[u8], tls_key: &[u8]) -> Result<LoadedCert, KeyPairError> 
     }
     let (names, not_before, not_after) = {
         let leaf = parse_x509(0, leaf)?;
+        // webpki (rustls, and so `keys_match` below) and browsers only take v3 end-entity certificates;
+        // say so plainly rather than through webpki's error.
+        if leaf.version() != x509_parser::x509::X509Version::V3 {
+            return Err(KeyPairError::BadCertificate {
+                index: 0,
+                reason: format!(
+                    "version {}; TLS clients require version 3",
+                    leaf.version().0.saturating_add(1)
+                ),
+            });
+        }
         let validity = leaf.validity();
         (
             dns_names(&leaf)?,
@@ -138,12 +149,11 @@ pub fn load(tls_crt: &[u8], tls_key: &[u8]) -> Result<LoadedCert, KeyPairError> 
         Err(RustlsError::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
             return Err(KeyPairError::KeyDoesNotMatchCertificate);
         }
-        // webpki is stricter than x509-parser (e.g. X.509 v1 leaves); such a leaf fails every rustls
-        // client anyway, so refuse it here with the reason.
+        // webpki could not parse a leaf that x509-parser accepted; rustls clients would refuse it too.
         Err(error) => {
             return Err(KeyPairError::BadCertificate {
                 index: 0,
-                reason: error.to_string(),
+                reason: format!("rustls cannot use it: {error}"),
             });
         }
     }
@@ -515,6 +525,19 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().starts_with("tls.crt: certificate #1 "));
+    }
+
+    #[test]
+    fn x509_v1_leaf_is_bad_certificate() {
+        let error = load(fixture!("ec-p256.v1.crt"), fixture!("ec-p256.sec1.key")).unwrap_err();
+        assert!(
+            matches!(error, KeyPairError::BadCertificate { index: 0, .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "tls.crt: certificate #0 is not a valid X.509 certificate: version 1; TLS clients require version 3"
+        );
     }
 
     #[test]
