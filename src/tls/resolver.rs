@@ -138,6 +138,9 @@ pub fn name_matches(pattern: &str, host: &str) -> bool {
 
 /// rustls certificate resolver over a swappable [`CertTable`]; also counts handshakes that fell back to
 /// the default certificate.
+///
+/// It always answers with the table's choice, even when the client did not offer a signature scheme for
+/// that key (an Ed25519 certificate to an old client): the handshake then fails, as it does with nginx.
 pub struct SniResolver {
     table: ArcSwap<CertTable>,
     default_hits: AtomicU64,
