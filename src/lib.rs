@@ -12,3 +12,4 @@
 pub mod cli;
 pub mod routing;
 pub mod telemetry;
+pub mod tls;
