@@ -9,7 +9,13 @@
 //!                                     └──► certificate controller: decide (pure) ─► act (issuer, Secret)
 //! ```
 
+pub mod annotations;
+pub mod auth;
 pub mod cli;
+pub mod config;
+pub mod proxy;
 pub mod routing;
+pub mod sources;
 pub mod telemetry;
 pub mod tls;
+pub mod world;

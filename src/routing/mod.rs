@@ -1,4 +1,8 @@
-//! Routing: deciding which Ingress rule serves a request. Pure functions over values only — no I/O, no
-//! Kubernetes types, no locks; the proxy builds its tables from these and swaps them in elsewhere.
+//! Routing: deciding which Ingress rule serves a request.
+//!
+//! `path` and `table` are pure functions over values (no I/O, no locks); `build` turns a `World` into a
+//! `RouteTable`, which the proxy swaps in whole.
 
+pub mod build;
 pub mod path;
+pub mod table;

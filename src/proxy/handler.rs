@@ -1,0 +1,315 @@
+//! One request: normalise, route, apply the route's rules (redirect, auth, body limit), forward, answer.
+//!
+//! Status codes, as ingress-nginx gives them: 400 bad path or host, 404 no route, 308 HTTPS redirect,
+//! 401 auth, 413 body too large, 503 no backend / broken configuration, 502 upstream failure, 504 timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use tracing::{debug, warn};
+
+use crate::auth::basic;
+use crate::proxy::Shared;
+use crate::proxy::body::{self, ProxyBody};
+use crate::proxy::headers::{self, ClientInfo};
+use crate::routing::path;
+use crate::routing::table::{Backend, Policy, Resolved, Target, normalize_host};
+
+/// ACME HTTP-01 paths: never redirected, never behind auth.
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub remote: SocketAddr,
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let Some(raw_host) = request_host(&req) else {
+        return status(StatusCode::BAD_REQUEST, "missing Host");
+    };
+    let host = normalize_host(&raw_host);
+    let normalized = match path::normalize(req.uri().path()) {
+        Ok(p) => p.into_owned(),
+        Err(e) => {
+            debug!(error = %e, "bad request path");
+            return status(StatusCode::BAD_REQUEST, "bad request path");
+        }
+    };
+    let routes = shared.routes.load_full();
+    let (target, route, host_rules) = match routes.resolve(&host, &normalized) {
+        Resolved::Route { route, host } => (&route.target, Some(route), host),
+        Resolved::DefaultBackend { target, host } => (target, None, host),
+        Resolved::NotFound { .. } => return status(StatusCode::NOT_FOUND, "404 Not Found"),
+    };
+    let policy = match &target.policy {
+        Ok(policy) => policy,
+        Err(reason) => {
+            warn!(ingress = %target.ingress, %reason, "path not served: invalid annotation");
+            return status(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable");
+        }
+    };
+    let acme = normalized.starts_with(ACME_CHALLENGE_PREFIX);
+
+    if !acme && !conn.tls && (policy.force_ssl_redirect || (policy.ssl_redirect && host_rules.tls))
+    {
+        return redirect_to_https(&shared, &host, req.uri(), policy);
+    }
+    let mut req = req;
+    if !acme && let Some(denied) = check_auth(&mut req, target, policy) {
+        return denied;
+    }
+    let upstream_path = route
+        .and_then(|r| r.rewrite(&normalized))
+        .unwrap_or(normalized);
+    let mut resp = forward(
+        &shared,
+        conn,
+        req,
+        target,
+        policy,
+        &raw_host,
+        &upstream_path,
+    )
+    .await;
+    if conn.tls
+        && host_rules.tls
+        && let Some(hsts) = &shared.hsts
+        && let Ok(v) = HeaderValue::from_str(hsts)
+    {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    resp
+}
+
+/// Host header (HTTP/1.1) or `:authority` (HTTP/2, absolute-form).
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.as_str().to_owned());
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// ingress-nginx: 308 to `https://host/uri`, dropping one trailing slash unless `preserve-trailing-slash`.
+fn redirect_to_https(
+    shared: &Shared,
+    host: &str,
+    uri: &Uri,
+    policy: &Policy,
+) -> Response<ProxyBody> {
+    let mut request_uri = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    if !policy.preserve_trailing_slash {
+        request_uri = request_uri.strip_suffix('/').unwrap_or(request_uri);
+    }
+    let port = match shared.https_port() {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    let location = format!("https://{host}{port}{request_uri}");
+    let mut resp = status(StatusCode::PERMANENT_REDIRECT, "308 Permanent Redirect");
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// `None` when the request may pass; the Authorization header is then removed (never forwarded).
+fn check_auth(
+    req: &mut Request<Incoming>,
+    target: &Target,
+    policy: &Policy,
+) -> Option<Response<ProxyBody>> {
+    let auth = policy.auth.as_ref()?;
+    let users = match &auth.users {
+        Ok(users) => users,
+        Err(reason) => {
+            // SECURITY: a broken auth Secret closes the paths; it never opens them.
+            warn!(ingress = %target.ingress, %reason, "basic auth unavailable");
+            return Some(status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable",
+            ));
+        }
+    };
+    let credentials = req.headers_mut().remove(header::AUTHORIZATION);
+    let ok = credentials
+        .as_ref()
+        .and_then(|v| basic::parse_authorization(v.as_bytes()))
+        .is_some_and(|(user, password)| users.verify(&user, &password));
+    if ok {
+        return None;
+    }
+    let mut resp = status(StatusCode::UNAUTHORIZED, "401 Authorization Required");
+    if let Ok(v) = HeaderValue::from_str(&basic::challenge(&auth.realm)) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    Some(resp)
+}
+
+async fn forward(
+    shared: &Shared,
+    conn: Conn,
+    mut req: Request<Incoming>,
+    target: &Target,
+    policy: &Policy,
+    raw_host: &str,
+    upstream_path: &str,
+) -> Response<ProxyBody> {
+    let addr = match upstream_addr(&target.backend, shared.allow_loopback()).await {
+        Ok(addr) => addr,
+        Err((code, reason)) => {
+            warn!(ingress = %target.ingress, %reason, "no upstream");
+            return status(code, code.canonical_reason().unwrap_or(""));
+        }
+    };
+    if let Some(limit) = policy.body_limit
+        && content_length(&req).is_some_and(|len| len > limit)
+    {
+        return status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Request Entity Too Large",
+        );
+    }
+
+    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = match format!("http://{addr}{upstream_path}{query}").parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
+    };
+    parts.version = Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let Ok(v) = HeaderValue::from_str(raw_host) {
+        parts.headers.insert(header::HOST, v);
+    }
+    let client = ClientInfo {
+        ip: conn.remote.ip(),
+        tls: conn.tls,
+        host: raw_host.split(':').next().unwrap_or(raw_host),
+        port: conn.local_port,
+    };
+    headers::set_forwarded(&mut parts.headers, &client);
+    let body = match policy.body_limit {
+        Some(limit) => body::stream(Limited::new(
+            incoming,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )),
+        None => body::stream(incoming),
+    };
+
+    let mut resp = match shared
+        .upstream
+        .send(Request::from_parts(parts, body), policy.read_timeout)
+        .await
+    {
+        Ok(resp) => resp,
+        Err(e) => {
+            warn!(ingress = %target.ingress, upstream = %addr, error = %e, "upstream request failed");
+            let code = e.status();
+            return status(code, code.canonical_reason().unwrap_or(""));
+        }
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+                let _ = tokio::io::copy_bidirectional(
+                    &mut TokioIo::new(client),
+                    &mut TokioIo::new(upstream),
+                )
+                .await;
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, body::empty());
+    }
+    let (mut parts, incoming) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, body::stream(incoming))
+}
+
+async fn upstream_addr(
+    backend: &Backend,
+    allow_loopback: bool,
+) -> Result<SocketAddr, (StatusCode, String)> {
+    match backend {
+        Backend::Endpoints { service, .. } => backend.next_endpoint().ok_or_else(|| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Service {service} has no ready endpoints"),
+            )
+        }),
+        Backend::ExternalName {
+            service,
+            host,
+            port,
+        } => {
+            let resolved = tokio::net::lookup_host((host.as_str(), *port)).await;
+            let addr = resolved
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        format!("ExternalName {host} of Service {service} does not resolve"),
+                    )
+                })?;
+            if addr.ip().is_loopback() && !allow_loopback {
+                return Err((
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "ExternalName {host} of Service {service} resolves to loopback; refused"
+                    ),
+                ));
+            }
+            Ok(addr)
+        }
+        Backend::Unavailable(reason) => Err((StatusCode::SERVICE_UNAVAILABLE, reason.clone())),
+    }
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub fn status(code: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::text(format!("{text}\n")));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,56 @@
+//! The data plane: listeners, the per-request decision, and forwarding to upstreams.
+//!
+//! Every request loads the current routing snapshot once (`ArcSwap::load_full`) and finishes on it, so a
+//! configuration swap never disturbs requests in flight. Nothing here mutates configuration.
+
+pub mod body;
+pub mod forward;
+pub mod handler;
+pub mod headers;
+pub mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::routing::table::RouteTable;
+
+/// ingress-nginx's default HSTS header.
+pub const DEFAULT_HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// What the listeners share. Only `routes` changes after start, and only by atomic swap.
+#[derive(Debug)]
+pub struct Shared {
+    pub routes: ArcSwap<RouteTable>,
+    pub upstream: forward::Upstream,
+    /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
+    pub hsts: Option<String>,
+    allow_loopback: bool,
+    /// The bound HTTPS port (redirects name it when it is not 443); set once the listener is bound.
+    https_port: AtomicU16,
+}
+
+impl Shared {
+    pub fn new(routes: RouteTable, hsts: Option<String>, allow_loopback: bool) -> Arc<Self> {
+        Arc::new(Self {
+            routes: ArcSwap::from_pointee(routes),
+            upstream: forward::Upstream::new(),
+            hsts,
+            allow_loopback,
+            https_port: AtomicU16::new(443),
+        })
+    }
+
+    pub fn allow_loopback(&self) -> bool {
+        self.allow_loopback
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https_port.load(Ordering::Relaxed)
+    }
+
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,247 @@
+//! Standalone mode's source: every YAML document in a directory, as `kubectl apply -f DIR` would read it.
+//!
+//! Objects without a namespace are in `default`. Unknown kinds are skipped with a note; a malformed file or
+//! document is reported with its file name (and line, where the YAML parser knows it) while everything else
+//! still loads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::world::{ObjectKey, World};
+
+/// A manifest larger than this is refused rather than read into memory.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub world: World,
+    /// Files or documents that could not be used, each naming the file.
+    pub problems: Vec<String>,
+    /// Documents of kinds the proxy does not read (`file: Kind name`).
+    pub skipped: Vec<String>,
+}
+
+/// `*.yaml` and `*.yml` files directly in `dir`, sorted by name.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
+    let mut loaded = Loaded::default();
+    for file in manifest_files(dir)? {
+        let name = file.display().to_string();
+        match std::fs::metadata(&file) {
+            Ok(m) if m.len() > MAX_FILE_BYTES => {
+                loaded.problems.push(format!(
+                    "{name}: larger than {MAX_FILE_BYTES} bytes; not read"
+                ));
+                continue;
+            }
+            Err(e) => {
+                loaded.problems.push(format!("{name}: {e}"));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read_to_string(&file) {
+            Ok(text) => load_text(&name, &text, &mut loaded),
+            Err(e) => loaded.problems.push(format!("{name}: {e}")),
+        }
+    }
+    Ok(loaded)
+}
+
+/// Add the documents of one file to `loaded`.
+pub fn load_text(file: &str, text: &str, loaded: &mut Loaded) {
+    let documents: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| format!(":{}", l.line()))
+                .unwrap_or_default();
+            loaded
+                .problems
+                .push(format!("{file}{at}: not valid YAML: {e}"));
+            return;
+        }
+    };
+    for (index, doc) in documents.into_iter().enumerate() {
+        if let Err(problem) = add_document(doc, loaded, &format!("{file}: document {}", index + 1))
+        {
+            loaded.problems.push(problem);
+        }
+    }
+}
+
+fn add_document(doc: Value, loaded: &mut Loaded, origin: &str) -> Result<(), String> {
+    if doc.is_null() {
+        return Ok(());
+    }
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if kind.is_empty() || api_version.is_empty() {
+        return Err(format!(
+            "{origin}: not a Kubernetes object (apiVersion and kind are required)"
+        ));
+    }
+    if name.is_empty() {
+        return Err(format!("{origin}: {kind} has no metadata.name"));
+    }
+    let origin = format!("{origin} ({kind} {name})");
+    let w = &mut loaded.world;
+    match (api_version.as_str(), kind.as_str()) {
+        ("networking.k8s.io/v1", "Ingress") => insert(&mut w.ingresses, parse(doc, &origin)?),
+        ("v1", "Service") => insert(&mut w.services, parse(doc, &origin)?),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            insert(&mut w.endpoint_slices, parse(doc, &origin)?)
+        }
+        ("v1", "Secret") => insert(&mut w.secrets, parse(doc, &origin)?),
+        ("networking.k8s.io/v1", "IngressClass") => {
+            let class: k8s_openapi::api::networking::v1::IngressClass = parse(doc, &origin)?;
+            w.ingress_classes.insert(name, Arc::new(class));
+            Ok(())
+        }
+        _ => {
+            loaded.skipped.push(origin.clone());
+            Ok(())
+        }
+    }
+    .map_err(|()| format!("{origin}: defined more than once; the first definition is used"))
+}
+
+fn parse<T: DeserializeOwned>(doc: Value, origin: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(doc)
+        .map_err(|e| format!("{origin}: field {}: {}", e.path(), e.inner()))
+}
+
+fn insert<K: kube::Resource>(
+    map: &mut std::collections::BTreeMap<ObjectKey, Arc<K>>,
+    obj: K,
+) -> Result<(), ()> {
+    let key = ObjectKey::of(&obj);
+    if map.contains_key(&key) {
+        return Err(());
+    }
+    map.insert(key, Arc::new(obj));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        load_text("test.yaml", text, &mut loaded);
+        loaded
+    }
+
+    #[test]
+    fn multi_document_file_loads_each_kind_into_default_namespace() {
+        let l = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: prod}\n\
+             spec: {rules: [{host: a.example}]}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {auth: 'x'}\n",
+        );
+        assert_eq!(l.problems, Vec::<String>::new());
+        assert!(
+            l.world
+                .services
+                .contains_key(&ObjectKey::new("default", "web"))
+        );
+        assert!(
+            l.world
+                .ingresses
+                .contains_key(&ObjectKey::new("prod", "web"))
+        );
+        assert!(
+            l.world
+                .secrets
+                .contains_key(&ObjectKey::new("default", "s"))
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped_not_errors() {
+        let l = load("apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: le}\n");
+        assert!(l.problems.is_empty());
+        assert_eq!(l.skipped, ["test.yaml: document 1 (ClusterIssuer le)"]);
+    }
+
+    #[test]
+    fn invalid_yaml_names_file_and_line() {
+        let l = load("apiVersion: v1\nkind: Service\nmetadata:\n  name: [unclosed\n");
+        assert_eq!(l.problems.len(), 1);
+        assert!(l.problems[0].starts_with("test.yaml:"), "{}", l.problems[0]);
+        assert!(
+            l.problems[0].contains("not valid YAML"),
+            "{}",
+            l.problems[0]
+        );
+    }
+
+    #[test]
+    fn a_bad_document_names_its_field_and_the_others_still_load() {
+        let l = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: eighty}]}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: good}\n",
+        );
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert!(
+            l.problems[0].contains("document 1 (Service bad): field spec.ports[0].port"),
+            "{}",
+            l.problems[0]
+        );
+        assert!(
+            l.world
+                .services
+                .contains_key(&ObjectKey::new("default", "good"))
+        );
+    }
+
+    #[test]
+    fn documents_without_kind_or_name_are_reported() {
+        let l = load("foo: bar\n---\napiVersion: v1\nkind: Service\nmetadata: {}\n---\n");
+        assert_eq!(l.problems.len(), 2, "{:?}", l.problems);
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_definition() {
+        let l = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: ClusterIP}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: ExternalName}\n",
+        );
+        assert_eq!(l.problems.len(), 1);
+        let svc = &l.world.services[&ObjectKey::new("default", "a")];
+        assert_eq!(
+            svc.spec.as_ref().unwrap().type_.as_deref(),
+            Some("ClusterIP")
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The objects certgate acts on, as one immutable snapshot.
+//!
+//! Sources (kube-runtime reflectors, the manifest directory) produce a `World`; the pure builders (routes,
+//! certificates) read it. Nothing here knows which source is in use, and nothing here does I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::ResourceExt;
+
+/// `namespace/name` of a namespaced object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Key of an object; objects without a namespace are in `default`, as kubectl would put them.
+    pub fn of<K: kube::Resource>(obj: &K) -> Self {
+        Self::new(
+            obj.namespace().unwrap_or_else(|| "default".into()),
+            obj.name_any(),
+        )
+    }
+
+    /// Parse `NAME` (in `default_namespace`) or `NAMESPACE/NAME`, as annotations and flags write references.
+    pub fn parse(reference: &str, default_namespace: &str) -> Option<Self> {
+        let valid = |s: &str| !s.is_empty() && !s.contains('/');
+        match reference.split_once('/') {
+            Some((ns, name)) if valid(ns) && valid(name) => Some(Self::new(ns, name)),
+            None if valid(reference) => Some(Self::new(default_namespace, reference)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Everything the builders need, keyed for deterministic iteration.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    /// Keyed by the slice's own name; the Service it belongs to is its `kubernetes.io/service-name` label.
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+}
+
+/// Label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+impl World {
+    /// The EndpointSlices of one Service.
+    pub fn slices_of<'a>(
+        &'a self,
+        service: &'a ObjectKey,
+    ) -> impl Iterator<Item = &'a EndpointSlice> {
+        self.endpoint_slices
+            .range(ObjectKey::new(service.namespace.clone(), String::new())..)
+            .take_while(move |(k, _)| k.namespace == service.namespace)
+            .filter(move |(_, s)| s.labels().get(SERVICE_NAME_LABEL) == Some(&service.name))
+            .map(|(_, s)| s.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_without_namespace_uses_the_default() {
+        assert_eq!(
+            ObjectKey::parse("web", "prod"),
+            Some(ObjectKey::new("prod", "web"))
+        );
+        assert_eq!(
+            ObjectKey::parse("other/web", "prod"),
+            Some(ObjectKey::new("other", "web"))
+        );
+    }
+
+    #[test]
+    fn malformed_references_are_refused() {
+        for bad in ["", "/web", "ns/", "a/b/c"] {
+            assert_eq!(ObjectKey::parse(bad, "prod"), None, "{bad:?}");
+        }
+    }
+}
