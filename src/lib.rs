@@ -9,5 +9,6 @@
 //!                                     └──► certificate controller: decide (pure) ─► act (issuer, Secret)
 //! ```
 
+pub mod auth;
 pub mod cli;
 pub mod telemetry;
