@@ -2,7 +2,8 @@
 //! request. Pure: owns parsing and verification; must not do I/O or log, and never puts a password or a hash
 //! into an error, a `Debug` output or a log line.
 //!
-//! Accepted hash formats — exactly what nginx's `ngx_crypt` verifies, as the real tools write them:
+//! Accepted hash formats — what nginx's `ngx_crypt` verifies (its own code for apr1, `{PLAIN}`, `{SSHA}` and
+//! `{SHA}`, the C library's `crypt()` for the rest), as the real tools write them:
 //!
 //! | format                         | written by                                  | verified with           |
 //! |--------------------------------|---------------------------------------------|-------------------------|
@@ -44,7 +45,7 @@ use subtle::ConstantTimeEq as _;
 /// Passwords longer than this never verify. SHA-crypt and MD5 crypt hash the password once per round, so an
 /// unbounded password would let any client make one request cost seconds of CPU.
 pub const MAX_PASSWORD_LEN: usize = 1024;
-/// htpasswd's own maximum for `-C`; cost 17 is already about ten seconds per verification.
+/// htpasswd's own maximum for `-C`; cost 17 is already several seconds per verification.
 pub const MAX_BCRYPT_COST: u32 = 17;
 /// 200 times SHA-crypt's default of 5000; beyond this a single request costs seconds of CPU.
 pub const MAX_SHA_CRYPT_ROUNDS: u32 = 1_000_000;
@@ -59,8 +60,9 @@ const RFC2307_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// bcrypt's salt is 22 characters for 16 bytes; crypt_blowfish ignores the 4 spare bits of the last one.
-const BCRYPT_SALT_BASE64: GeneralPurpose = GeneralPurpose::new(
+/// bcrypt's base64. The salt is 22 characters for 16 bytes, and crypt_blowfish ignores the 4 spare bits of the
+/// last one, so spare bits are allowed (a non-canonical digest then simply fails the comparison).
+const BCRYPT_BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::BCRYPT,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
@@ -74,7 +76,8 @@ pub struct Htpasswd {
     users: HashMap<String, Hash>,
     /// SECURITY: a copy of the first entry's hash, verified (and the result discarded) for unknown users so an
     /// unknown user costs the same work as a known one. A single fixed hash would not do that: bcrypt at cost
-    /// 10 takes ~100 times longer than apr1, so a fixed dummy of the wrong kind would reveal which users exist.
+    /// 10 takes hundreds of times longer than apr1, so a fixed dummy of another kind would reveal which users
+    /// exist. In a file mixing schemes, users of other schemes than the first still differ in timing.
     dummy: Option<Hash>,
 }
 
@@ -454,12 +457,12 @@ fn parse_bcrypt(value: &str) -> Result<Hash, Problem> {
         .zip(bytes.get(29..60))
         .ok_or(malformed(SCHEME, "not 60 characters"))?;
     let mut salt_bytes = [0u8; 16];
-    match BCRYPT_SALT_BASE64.decode_slice(salt, &mut salt_bytes) {
+    match BCRYPT_BASE64.decode_slice(salt, &mut salt_bytes) {
         Ok(16) => {}
         _ => return Err(malformed(SCHEME, "salt is not bcrypt base64")),
     }
     let mut digest_bytes = [0u8; 23];
-    match BCRYPT_SALT_BASE64.decode_slice(digest, &mut digest_bytes) {
+    match BCRYPT_BASE64.decode_slice(digest, &mut digest_bytes) {
         Ok(23) => {}
         _ => return Err(malformed(SCHEME, "digest is not bcrypt base64")),
     }
