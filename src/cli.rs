@@ -88,6 +88,12 @@ pub struct CommonArgs {
     /// Certificate served when no SNI name matches (NAMESPACE/NAME of a kubernetes.io/tls Secret).
     #[arg(long, value_name = "NS/NAME")]
     pub default_ssl_certificate: Option<String>,
+    /// Send `Strict-Transport-Security` on HTTPS responses for hosts with a certificate ("off" disables).
+    #[arg(long, default_value = crate::proxy::DEFAULT_HSTS)]
+    pub hsts: String,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -26,24 +26,43 @@ pub struct Snapshot {
 
 pub struct ConfigBuilder {
     options: BuildOptions,
+    /// Served when no SNI name matches: `--default-ssl-certificate`'s Secret when it loads, else generated.
     default_cert: Arc<CertifiedKey>,
+    default_secret: Option<ObjectKey>,
     /// Secret → (its tls.crt and tls.key bytes, the certificate they gave).
     last_good: HashMap<ObjectKey, (Vec<u8>, Vec<u8>, Arc<CertifiedKey>)>,
 }
 
 impl ConfigBuilder {
-    pub fn new(options: BuildOptions, default_cert: Arc<CertifiedKey>) -> Self {
-        Self {
-            options,
-            default_cert,
-            last_good: HashMap::new(),
-        }
+    pub fn new(
+        options: BuildOptions,
+        default_cert: Arc<CertifiedKey>,
+        default_secret: Option<ObjectKey>,
+    ) -> Self {
+        Self { options, default_cert, default_secret, last_good: HashMap::new() }
     }
 
     pub fn build(&mut self, world: &World) -> Snapshot {
         let built = build::build(world, &self.options);
         let mut reports = built.reports;
-        let mut certs = CertTable::new(self.default_cert.clone());
+        let default_cert = match self.default_secret.clone() {
+            None => self.default_cert.clone(),
+            Some(key) => match self.certificate(world, &key) {
+                Ok(cert) => cert,
+                Err(problem) => {
+                    reports.push(Report {
+                        ingress: key.clone(),
+                        warning: true,
+                        reason: "InvalidDefaultCertificate",
+                        message: format!(
+                            "--default-ssl-certificate {key}: {problem}; a generated certificate is served"
+                        ),
+                    });
+                    self.default_cert.clone()
+                }
+            },
+        };
+        let mut certs = CertTable::new(default_cert);
         for tls_host in &built.tls_hosts {
             let problem = match self.certificate(world, &tls_host.secret) {
                 Ok(cert) => {

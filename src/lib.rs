@@ -9,6 +9,7 @@
 //!                                     └──► certificate controller: decide (pure) ─► act (issuer, Secret)
 //! ```
 
+pub mod admin;
 pub mod annotations;
 pub mod auth;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod proxy;
 pub mod routing;
 pub mod sources;
+pub mod standalone;
 pub mod telemetry;
 pub mod tls;
 pub mod world;
