@@ -7,7 +7,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let app = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(|| async { "ok\n" }));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }));
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

@@ -29,8 +29,14 @@ pub struct ConfigBuilder {
     /// Served when no SNI name matches: `--default-ssl-certificate`'s Secret when it loads, else generated.
     default_cert: Arc<CertifiedKey>,
     default_secret: Option<ObjectKey>,
-    /// Secret → (its tls.crt and tls.key bytes, the certificate they gave).
-    last_good: HashMap<ObjectKey, (Vec<u8>, Vec<u8>, Arc<CertifiedKey>)>,
+    last_good: HashMap<ObjectKey, LastGood>,
+}
+
+/// The bytes a Secret had when it last loaded, and the certificate they gave.
+struct LastGood {
+    crt: Vec<u8>,
+    key: Vec<u8>,
+    cert: Arc<CertifiedKey>,
 }
 
 impl ConfigBuilder {
@@ -39,7 +45,12 @@ impl ConfigBuilder {
         default_cert: Arc<CertifiedKey>,
         default_secret: Option<ObjectKey>,
     ) -> Self {
-        Self { options, default_cert, default_secret, last_good: HashMap::new() }
+        Self {
+            options,
+            default_cert,
+            default_secret,
+            last_good: HashMap::new(),
+        }
     }
 
     pub fn build(&mut self, world: &World) -> Snapshot {
@@ -51,14 +62,15 @@ impl ConfigBuilder {
                 Ok(cert) => cert,
                 Err(problem) => {
                     reports.push(Report {
-                        ingress: key.clone(),
+                        object: key.clone(),
                         warning: true,
                         reason: "InvalidDefaultCertificate",
                         message: format!(
                             "--default-ssl-certificate {key}: {problem}; a generated certificate is served"
                         ),
                     });
-                    self.default_cert.clone()
+                    let last = self.last_good.get(&key).map(|g| g.cert.clone());
+                    last.unwrap_or_else(|| self.default_cert.clone())
                 }
             },
         };
@@ -71,10 +83,7 @@ impl ConfigBuilder {
                 }
                 Err(problem) => problem,
             };
-            let fallback = self
-                .last_good
-                .get(&tls_host.secret)
-                .map(|(_, _, c)| c.clone());
+            let fallback = self.last_good.get(&tls_host.secret).map(|g| g.cert.clone());
             let outcome = match &fallback {
                 Some(_) => "the last good certificate keeps being served",
                 None => "the default certificate is served",
@@ -83,7 +92,7 @@ impl ConfigBuilder {
                 certs.insert(&tls_host.host, cert);
             }
             reports.push(Report {
-                ingress: tls_host.ingress.clone(),
+                object: tls_host.ingress.clone(),
                 warning: true,
                 reason: "InvalidTLSSecret",
                 message: format!(
@@ -105,17 +114,116 @@ impl ConfigBuilder {
         let (Some(crt), Some(tls_key)) = (data.get(TLS_CRT), data.get(TLS_KEY)) else {
             return Err(format!("needs both {TLS_CRT} and {TLS_KEY}"));
         };
-        if let Some((c, k, cert)) = self.last_good.get(key)
-            && c == crt
-            && k == tls_key
+        if let Some(good) = self.last_good.get(key)
+            && good.crt == *crt
+            && good.key == *tls_key
         {
-            return Ok(cert.clone());
+            return Ok(good.cert.clone());
         }
         let loaded = tls::keypair::load(crt, tls_key).map_err(|e| e.to_string())?;
         self.last_good.insert(
             key.clone(),
-            (crt.clone(), tls_key.clone(), loaded.certified.clone()),
+            LastGood {
+                crt: crt.clone(),
+                key: tls_key.clone(),
+                cert: loaded.certified.clone(),
+            },
         );
         Ok(loaded.certified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::Match;
+    use crate::tls::testing::self_signed;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::networking::v1::Ingress;
+    use serde_json::json;
+
+    fn world(tls_crt: &str, tls_key: &str) -> World {
+        let mut w = World::default();
+        let ing: Ingress = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"tls": [{"hosts": ["a.example.com"], "secretName": "web-tls"}]}
+        }))
+        .unwrap();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "web-tls", "namespace": "ns"},
+            "stringData": {TLS_CRT: tls_crt, TLS_KEY: tls_key}
+        }))
+        .unwrap();
+        w.ingresses.insert(ObjectKey::of(&ing), Arc::new(ing));
+        w.secrets.insert(ObjectKey::of(&secret), Arc::new(secret));
+        w
+    }
+
+    fn builder() -> ConfigBuilder {
+        let options = BuildOptions {
+            controller: "c".into(),
+            ingress_class: "certgate".into(),
+            watch_without_class: true,
+            allow_loopback: false,
+        };
+        let default = crate::tls::keypair::generate_default().unwrap().certified;
+        ConfigBuilder::new(options, default, None)
+    }
+
+    #[test]
+    fn a_broken_secret_keeps_the_last_good_certificate_and_is_reported() {
+        let good = self_signed(&["a.example.com"]);
+        let mut b = builder();
+        let first = b.build(&world(&good.crt, &good.key));
+        let (served, how) = first.certs.lookup(Some("a.example.com"));
+        assert_eq!(how, Match::Exact);
+        assert!(first.reports.is_empty(), "{:?}", first.reports);
+
+        let other = self_signed(&["a.example.com"]);
+        let broken = b.build(&world(&good.crt, &other.key));
+        let (still, how) = broken.certs.lookup(Some("a.example.com"));
+        assert_eq!(how, Match::Exact);
+        assert!(
+            Arc::ptr_eq(&served, &still),
+            "a broken Secret replaced a working certificate"
+        );
+        assert_eq!(broken.reports.len(), 1);
+        assert_eq!(broken.reports[0].reason, "InvalidTLSSecret");
+        assert!(
+            broken.reports[0].message.contains("last good certificate"),
+            "{}",
+            broken.reports[0].message
+        );
+    }
+
+    #[test]
+    fn a_secret_that_never_loaded_falls_back_to_the_default_certificate() {
+        let mut b = builder();
+        let snap = b.build(&world("not a certificate", "nor a key"));
+        assert_eq!(snap.certs.lookup(Some("a.example.com")).1, Match::Default);
+        assert!(
+            snap.reports[0].message.contains("default certificate"),
+            "{}",
+            snap.reports[0].message
+        );
+    }
+
+    #[test]
+    fn a_renewed_certificate_replaces_the_old_one() {
+        let mut b = builder();
+        let old = self_signed(&["a.example.com"]);
+        let new = self_signed(&["a.example.com"]);
+        let first = b
+            .build(&world(&old.crt, &old.key))
+            .certs
+            .lookup(Some("a.example.com"))
+            .0;
+        let second = b
+            .build(&world(&new.crt, &new.key))
+            .certs
+            .lookup(Some("a.example.com"))
+            .0;
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.cert[0].as_ref(), new.leaf_der.as_ref());
     }
 }

@@ -29,7 +29,9 @@ fn main() -> ExitCode {
             not_implemented("certgate controller (Kubernetes mode)")
         }
         Command::Crds => not_implemented("certgate crds"),
-        Command::Status(StatusCommand::Certificate { .. }) => not_implemented("certgate status certificate"),
+        Command::Status(StatusCommand::Certificate { .. }) => {
+            not_implemented("certgate status certificate")
+        }
     }
 }
 

@@ -48,12 +48,26 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), R
     };
     let default_secret = match &common.default_ssl_certificate {
         None => None,
-        Some(r) => Some(ObjectKey::parse(r, "default").filter(|_| r.contains('/')).ok_or_else(|| RunError::DefaultCertificate(r.clone()))?),
+        Some(r) => Some(
+            ObjectKey::parse(r, "default")
+                .filter(|_| r.contains('/'))
+                .ok_or_else(|| RunError::DefaultCertificate(r.clone()))?,
+        ),
     };
     let generated = keypair::generate_default().map_err(|e| RunError::Tls(e.to_string()))?;
     let mut builder = ConfigBuilder::new(options, generated.certified, default_secret);
     let mut reported = BTreeSet::new();
 
+    // Watch before the first load, so no change between the two is missed. A burst of events (an
+    // editor's save) becomes one reload.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .map_err(|e| RunError::Watch(args.manifests.clone(), e))?;
+    watcher
+        .watch(&args.manifests, RecursiveMode::NonRecursive)
+        .map_err(|e| RunError::Watch(args.manifests.clone(), e))?;
     let snapshot = load(&args.manifests, &mut builder, &mut reported)?;
     let hsts = (common.hsts != "off").then(|| common.hsts.clone());
     let shared = Shared::new(snapshot.routes, hsts, true);
@@ -63,7 +77,10 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), R
     let http = bind(SocketAddr::new(common.bind, common.http_port)).await?;
     let https = bind(SocketAddr::new(common.bind, common.https_port)).await?;
     let admin = bind(SocketAddr::new(common.bind, common.admin_port)).await?;
-    let https_port = https.local_addr().map(|a| a.port()).unwrap_or(common.https_port);
+    let https_port = https
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(common.https_port);
     shared.set_https_port(https_port);
     for (listener, l) in [("http", &http), ("https", &https), ("admin", &admin)] {
         if let Ok(addr) = l.local_addr() {
@@ -73,18 +90,14 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), R
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(server::serve(http, None, shared.clone(), shutdown.clone()));
-    tasks.spawn(server::serve(https, Some(tokio_rustls::TlsAcceptor::from(tls)), shared.clone(), shutdown.clone()));
+    tasks.spawn(server::serve(
+        https,
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        shared.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(crate::admin::serve(admin, shutdown.clone()));
 
-    // Reload on every change in the directory; a burst of events (an editor's save) is one reload.
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    })
-    .map_err(|e| RunError::Watch(args.manifests.clone(), e))?;
-    watcher
-        .watch(&args.manifests, RecursiveMode::NonRecursive)
-        .map_err(|e| RunError::Watch(args.manifests.clone(), e))?;
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
@@ -107,11 +120,17 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), R
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
-    TcpListener::bind(addr).await.map_err(|e| RunError::Bind(addr, e))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| RunError::Bind(addr, e))
 }
 
 /// Read the directory and build a snapshot, logging problems and each report the first time it appears.
-fn load(dir: &Path, builder: &mut ConfigBuilder, reported: &mut BTreeSet<String>) -> Result<Snapshot, RunError> {
+fn load(
+    dir: &Path,
+    builder: &mut ConfigBuilder,
+    reported: &mut BTreeSet<String>,
+) -> Result<Snapshot, RunError> {
     let started = Instant::now();
     let loaded = manifests::load_dir(dir).map_err(|e| RunError::Manifests(dir.to_owned(), e))?;
     for problem in &loaded.problems {
@@ -122,11 +141,15 @@ fn load(dir: &Path, builder: &mut ConfigBuilder, reported: &mut BTreeSet<String>
     }
     let snapshot = builder.build(&loaded.world);
     let current: BTreeSet<String> = snapshot.reports.iter().map(describe).collect();
-    for report in snapshot.reports.iter().filter(|r| !reported.contains(&describe(r))) {
+    for report in snapshot
+        .reports
+        .iter()
+        .filter(|r| !reported.contains(&describe(r)))
+    {
         if report.warning {
-            warn!(object = %report.ingress, reason = report.reason, message = %report.message, "configuration");
+            warn!(object = %report.object, reason = report.reason, message = %report.message, "configuration");
         } else {
-            info!(object = %report.ingress, reason = report.reason, message = %report.message, "configuration");
+            info!(object = %report.object, reason = report.reason, message = %report.message, "configuration");
         }
     }
     *reported = current;
@@ -141,5 +164,5 @@ fn load(dir: &Path, builder: &mut ConfigBuilder, reported: &mut BTreeSet<String>
 }
 
 fn describe(r: &Report) -> String {
-    format!("{} {} {}", r.ingress, r.reason, r.message)
+    format!("{} {} {}", r.object, r.reason, r.message)
 }

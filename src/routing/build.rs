@@ -45,7 +45,8 @@ pub struct TlsHost {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    pub ingress: ObjectKey,
+    /// The object the report is about: an Ingress, or the Secret of `--default-ssl-certificate`.
+    pub object: ObjectKey,
     pub warning: bool,
     pub reason: &'static str,
     pub message: String,
@@ -89,7 +90,7 @@ pub fn build(world: &World, opts: &BuildOptions) -> Built {
         out.served.push(key.clone());
         let mut report = |warning, reason, message: String| {
             out.reports.push(Report {
-                ingress: key.clone(),
+                object: key.clone(),
                 warning,
                 reason,
                 message,
@@ -300,7 +301,7 @@ fn finish_host(draft: HostDraft, host: &str, reports: &mut Vec<Report>) -> HostR
                 Ok(re) => Matcher::Regex(re),
                 Err(e) => {
                     reports.push(Report {
-                        ingress: target.ingress.clone(),
+                        object: target.ingress.clone(),
                         warning: true,
                         reason: "InvalidPath",
                         message: format!(

@@ -251,7 +251,7 @@ fn ingresses_on_one_host_merge_and_the_oldest_wins_a_conflict() {
         .filter(|r| r.reason == "PathConflict")
         .collect();
     assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].ingress, ObjectKey::new("ns", "a-new"));
+    assert_eq!(conflicts[0].object, ObjectKey::new("ns", "a-new"));
     assert!(
         conflicts[0].message.contains("ns/z-old"),
         "{}",
@@ -494,7 +494,7 @@ fn invalid_annotation_stops_only_that_ingress() {
     assert!(
         b.reports
             .iter()
-            .any(|r| r.reason == "InvalidAnnotation" && r.ingress.name == "bad")
+            .any(|r| r.reason == "InvalidAnnotation" && r.object.name == "bad")
     );
 }
 

@@ -36,3 +36,23 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
+
+pub mod backend;
+pub mod certgate;
+pub mod http;
+
+/// A command-line tool the test needs: its path, or `None` (test skipped) outside CI when it is missing.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but {name} is not installed: scripts/tools.sh installs it");
+        }
+        eprintln!("SKIPPED: {name} not installed; run scripts/tools.sh");
+    }
+    found
+}

@@ -1,0 +1,134 @@
+//! The real certgate binary in standalone mode, on ephemeral loopback ports, with its log captured.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub struct Certgate {
+    child: Child,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Bumped for every log line, so waiting for a line needs no polling.
+    log_count: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Drop for Certgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Certgate {
+    pub fn start(manifests: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .args(["run", "--manifests"])
+            .arg(manifests)
+            .args(["--state-dir"])
+            .arg(manifests.join(".state"))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+                "--admin-port",
+                "0",
+            ])
+            .args(["--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("certgate starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let (count_tx, log_count) = tokio::sync::watch::channel(0usize);
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    eprintln!("certgate: {line}");
+                    continue;
+                };
+                let fields = &v["fields"];
+                if fields["message"] == "listening" {
+                    let _ = tx.send((
+                        fields["listener"].as_str().unwrap_or("").to_owned(),
+                        fields["addr"].as_str().unwrap_or("").to_owned(),
+                    ));
+                }
+                sink.lock().expect("logs").push(v);
+                count_tx.send_modify(|n| *n += 1);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut http, mut https, mut admin) = (None, None, None);
+        while http.is_none() || https.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (listener, addr) = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "certgate did not report its listeners; logs: {:?}",
+                    logs.lock().expect("logs")
+                );
+            });
+            let addr: SocketAddr = addr.parse().expect("listening addr");
+            match listener.as_str() {
+                "http" => http = Some(addr),
+                "https" => https = Some(addr),
+                "admin" => admin = Some(addr),
+                _ => {}
+            }
+        }
+        Self {
+            child,
+            http: http.expect("http"),
+            https: https.expect("https"),
+            admin: admin.expect("admin"),
+            logs,
+            log_count,
+        }
+    }
+
+    /// Log lines (JSON) whose message field contains `needle`, or any field of which does.
+    pub fn logs_containing(&self, needle: &str) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .expect("logs")
+            .iter()
+            .filter(|v| v.to_string().contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Wait until a log line contains `needle` (with a deadline).
+    pub async fn wait_for_log(&self, needle: &str) -> serde_json::Value {
+        let mut changes = self.log_count.clone();
+        let wait = async {
+            loop {
+                if let Some(v) = self.logs_containing(needle).pop() {
+                    return v;
+                }
+                if changes.changed().await.is_err() {
+                    panic!("certgate exited before logging {needle:?}");
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no log line containing {needle:?}"))
+    }
+
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs_containing(needle).len()
+    }
+}
