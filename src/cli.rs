@@ -50,6 +50,10 @@ pub struct ControllerArgs {
     /// Publish this Service's load-balancer address in Ingress status (NAMESPACE/NAME).
     #[arg(long, value_name = "NS/NAME")]
     pub publish_service: Option<String>,
+    /// Allow endpoints and ExternalName Services that point at loopback (refused by default, as
+    /// ingress-nginx refuses them: they would reach the proxy's own host).
+    #[arg(long)]
+    pub allow_loopback_backends: bool,
 }
 
 #[derive(Debug, Args)]
@@ -79,9 +83,12 @@ pub struct CommonArgs {
     /// Address every listener binds to.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
-    /// Ingress class this instance serves (legacy annotation, and IngressClass controller match).
+    /// Value of the legacy `kubernetes.io/ingress.class` annotation this instance serves.
     #[arg(long, default_value = "certgate")]
     pub ingress_class: String,
+    /// `spec.controller` of the IngressClasses this instance serves.
+    #[arg(long, default_value = "certgate.io/ingress-controller")]
+    pub controller_class: String,
     /// Also serve Ingresses that name no class.
     #[arg(long)]
     pub watch_ingress_without_class: bool,

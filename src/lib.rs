@@ -11,13 +11,13 @@
 
 pub mod admin;
 pub mod annotations;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod proxy;
 pub mod routing;
 pub mod sources;
-pub mod standalone;
 pub mod telemetry;
 pub mod tls;
 pub mod world;

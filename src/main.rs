@@ -12,21 +12,22 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             certgate::telemetry::init(args.common.log_format);
-            let runtime = match runtime(args.common.worker_threads) {
-                Ok(rt) => rt,
-                Err(error) => return fail(&format!("starting the runtime: {error}")),
-            };
-            runtime.block_on(async {
-                let shutdown = shutdown_signal();
-                match certgate::standalone::run(args, shutdown).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(error) => fail(&error.to_string()),
-                }
+            block_on(args.common.worker_threads, async move {
+                certgate::app::standalone::run(args, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
             })
         }
         Command::Controller(args) => {
             certgate::telemetry::init(args.common.log_format);
-            not_implemented("certgate controller (Kubernetes mode)")
+            block_on(args.common.worker_threads, async move {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(|e| format!("no Kubernetes API (KUBECONFIG or in-cluster): {e}"))?;
+                certgate::app::controller::run(args, client, shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
         }
         Command::Crds => not_implemented("certgate crds"),
         Command::Status(StatusCommand::Certificate { .. }) => {
@@ -35,12 +36,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+/// Run a serving mode on a multi-thread runtime (`--worker-threads`, default one per core).
+fn block_on(
+    worker_threads: Option<usize>,
+    main: impl Future<Output = Result<(), String>>,
+) -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads {
         builder.worker_threads(n.max(1));
     }
-    builder.enable_all().build()
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => return fail(&format!("starting the runtime: {error}")),
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
 }
 
 /// Flips to `true` on SIGINT or SIGTERM; every accept loop selects on it, then connections drain.

@@ -1,0 +1,208 @@
+//! Kubernetes mode (`certgate controller`): kube-runtime reflectors for the kinds the proxy reads feed the
+//! same configuration builder as standalone mode. Every change rebuilds the configuration (coalesced: a
+//! burst of events is one rebuild) and swaps it in; problems become Events on the Ingress.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::app::dataplane::{DataPlane, ReportLog, log_report};
+use crate::app::{AppError, build_options, default_secret};
+use crate::cli::ControllerArgs;
+use crate::config::ConfigBuilder;
+use crate::routing::build::Report;
+use crate::tls::keypair;
+use crate::world::{ObjectKey, World};
+
+/// Reflector caches of everything the proxy reads.
+struct Stores {
+    ingresses: Store<Ingress>,
+    classes: Store<IngressClass>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    secrets: Store<Secret>,
+}
+
+impl Stores {
+    fn world(&self) -> World {
+        fn keyed<K: Resource + Clone>(
+            store: &Store<K>,
+        ) -> std::collections::BTreeMap<ObjectKey, Arc<K>>
+        where
+            K::DynamicType: std::hash::Hash + Eq + Clone,
+        {
+            store
+                .state()
+                .into_iter()
+                .map(|o| (ObjectKey::of(o.as_ref()), o))
+                .collect()
+        }
+        World {
+            ingresses: keyed(&self.ingresses),
+            ingress_classes: self
+                .classes
+                .state()
+                .into_iter()
+                .map(|c| (c.name_any(), c))
+                .collect(),
+            services: keyed(&self.services),
+            endpoint_slices: keyed(&self.slices),
+            secrets: keyed(&self.secrets),
+        }
+    }
+}
+
+/// Start a reflector for one kind; every change wakes `changed`.
+fn reflect<K>(
+    client: &Client,
+    changed: Arc<Notify>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff();
+    tasks.spawn(async move {
+        stream
+            .for_each(|event| {
+                match event {
+                    Ok(_) => changed.notify_one(),
+                    Err(error) => {
+                        warn!(kind = K::kind(&()).as_ref(), %error, "watch failed; retrying")
+                    }
+                }
+                std::future::ready(())
+            })
+            .await;
+    });
+    store
+}
+
+pub async fn run(
+    args: ControllerArgs,
+    client: Client,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    let allow_loopback = args.allow_loopback_backends;
+    let options = build_options(
+        &args.common,
+        args.common.watch_ingress_without_class,
+        allow_loopback,
+    );
+    let generated = keypair::generate_default().map_err(|e| AppError::Tls(e.to_string()))?;
+    let mut builder =
+        ConfigBuilder::new(options, generated.certified, default_secret(&args.common)?);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "certgate".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+
+    let changed = Arc::new(Notify::new());
+    let mut watches = tokio::task::JoinSet::new();
+    let stores = Stores {
+        ingresses: reflect(&client, changed.clone(), &mut watches),
+        classes: reflect(&client, changed.clone(), &mut watches),
+        services: reflect(&client, changed.clone(), &mut watches),
+        slices: reflect(&client, changed.clone(), &mut watches),
+        secrets: reflect(&client, changed.clone(), &mut watches),
+    };
+    // Serve nothing until every cache holds the cluster's state: a partial view would answer 404/503
+    // for routes that exist.
+    let synced = async {
+        stores.ingresses.wait_until_ready().await?;
+        stores.classes.wait_until_ready().await?;
+        stores.services.wait_until_ready().await?;
+        stores.slices.wait_until_ready().await?;
+        stores.secrets.wait_until_ready().await
+    };
+    synced
+        .await
+        .map_err(|e| AppError::Kube(format!("caches did not sync: {e}")))?;
+    info!("caches synced");
+
+    let mut reports = ReportLog::default();
+    let (first, world) = rebuild(&stores, &mut builder);
+    publish(&recorder, &world, reports.fresh(&first.reports));
+    let dataplane = DataPlane::start(&args.common, first, allow_loopback, shutdown.clone()).await?;
+
+    let mut stop = shutdown;
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {
+                let (snapshot, world) = rebuild(&stores, &mut builder);
+                publish(&recorder, &world, reports.fresh(&snapshot.reports));
+                dataplane.apply(snapshot);
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    watches.abort_all();
+    dataplane.join().await;
+    Ok(())
+}
+
+fn rebuild(stores: &Stores, builder: &mut ConfigBuilder) -> (crate::config::Snapshot, World) {
+    let started = Instant::now();
+    let world = stores.world();
+    let snapshot = builder.build(&world);
+    info!(
+        ingresses = world.ingresses.len(),
+        hosts = snapshot.routes.host_count(),
+        certificates = snapshot.certs.len(),
+        build_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "configuration loaded"
+    );
+    (snapshot, world)
+}
+
+/// Log each new report and record it as an Event on its Ingress (or Secret), without blocking the rebuild.
+fn publish(recorder: &Recorder, world: &World, reports: Vec<&Report>) {
+    for report in reports {
+        log_report(report);
+        let reference = match (
+            world.ingresses.get(&report.object),
+            world.secrets.get(&report.object),
+        ) {
+            (Some(ingress), _) => ingress.object_ref(&()),
+            (None, Some(secret)) => secret.object_ref(&()),
+            (None, None) => continue,
+        };
+        let event = Event {
+            type_: if report.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: report.reason.to_owned(),
+            note: Some(report.message.chars().take(1024).collect()),
+            action: "Configure".into(),
+            secondary: None,
+        };
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                warn!(%error, "could not record an Event");
+            }
+        });
+    }
+}

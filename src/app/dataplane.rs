@@ -1,0 +1,138 @@
+//! Starting the listeners and swapping configuration into them; reporting each configuration problem once.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::app::AppError;
+use crate::cli::CommonArgs;
+use crate::config::Snapshot;
+use crate::proxy::{Shared, server};
+use crate::routing::build::Report;
+use crate::tls::{SniResolver, server_config};
+
+pub struct DataPlane {
+    shared: Arc<Shared>,
+    resolver: Arc<SniResolver>,
+    tasks: JoinSet<()>,
+}
+
+impl DataPlane {
+    /// Bind the HTTP, HTTPS and admin listeners (logging each bound address) and start serving `first`.
+    pub async fn start(
+        common: &CommonArgs,
+        first: Snapshot,
+        allow_loopback: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, AppError> {
+        let hsts = (common.hsts != "off").then(|| common.hsts.clone());
+        let shared = Shared::new(first.routes, hsts, allow_loopback);
+        let resolver = Arc::new(SniResolver::new(first.certs));
+        let tls = server_config(resolver.clone()).map_err(|e| AppError::Tls(e.to_string()))?;
+
+        let http = bind(SocketAddr::new(common.bind, common.http_port)).await?;
+        let https = bind(SocketAddr::new(common.bind, common.https_port)).await?;
+        let admin = bind(SocketAddr::new(common.bind, common.admin_port)).await?;
+        shared.set_https_port(
+            https
+                .local_addr()
+                .map(|a| a.port())
+                .unwrap_or(common.https_port),
+        );
+        for (listener, l) in [("http", &http), ("https", &https), ("admin", &admin)] {
+            if let Ok(addr) = l.local_addr() {
+                info!(listener, %addr, "listening");
+            }
+        }
+        let mut tasks = JoinSet::new();
+        tasks.spawn(server::serve(http, None, shared.clone(), shutdown.clone()));
+        tasks.spawn(server::serve(
+            https,
+            Some(tokio_rustls::TlsAcceptor::from(tls)),
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::admin::serve(admin, shutdown));
+        Ok(Self {
+            shared,
+            resolver,
+            tasks,
+        })
+    }
+
+    /// Swap a new configuration in: requests in flight finish on the old one.
+    pub fn apply(&self, snapshot: Snapshot) {
+        self.shared.routes.store(Arc::new(snapshot.routes));
+        self.resolver.store(snapshot.certs);
+    }
+
+    /// Wait until every listener has drained after shutdown.
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| AppError::Bind(addr, e))
+}
+
+/// Remembers which reports were already made, so a problem is reported once, not on every rebuild, and is
+/// reported again if it goes away and comes back.
+#[derive(Debug, Default)]
+pub struct ReportLog {
+    current: BTreeSet<String>,
+}
+
+impl ReportLog {
+    /// The reports not in the previous set.
+    pub fn fresh<'a>(&mut self, reports: &'a [Report]) -> Vec<&'a Report> {
+        let key = |r: &Report| format!("{} {} {}", r.object, r.reason, r.message);
+        let next: BTreeSet<String> = reports.iter().map(key).collect();
+        let fresh = reports
+            .iter()
+            .filter(|r| !self.current.contains(&key(r)))
+            .collect();
+        self.current = next;
+        fresh
+    }
+}
+
+pub fn log_report(report: &Report) {
+    if report.warning {
+        warn!(object = %report.object, reason = report.reason, message = %report.message, "configuration");
+    } else {
+        info!(object = %report.object, reason = report.reason, message = %report.message, "configuration");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::ObjectKey;
+
+    fn report(msg: &str) -> Report {
+        Report {
+            object: ObjectKey::new("ns", "i"),
+            warning: true,
+            reason: "R",
+            message: msg.into(),
+        }
+    }
+
+    #[test]
+    fn a_report_is_fresh_once_and_again_after_it_cleared() {
+        let mut log = ReportLog::default();
+        assert_eq!(log.fresh(&[report("a")]).len(), 1);
+        assert_eq!(log.fresh(&[report("a")]).len(), 0);
+        assert_eq!(log.fresh(&[report("a"), report("b")]).len(), 1);
+        assert_eq!(log.fresh(&[]).len(), 0);
+        assert_eq!(log.fresh(&[report("a")]).len(), 1);
+    }
+}

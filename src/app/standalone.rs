@@ -1,0 +1,84 @@
+//! Standalone mode (`certgate run --manifests DIR`): the proxy fed from a directory of manifests, reloaded
+//! on every change.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::app::dataplane::{DataPlane, ReportLog, log_report};
+use crate::app::{AppError, build_options, default_secret};
+use crate::cli::RunArgs;
+use crate::config::{ConfigBuilder, Snapshot};
+use crate::sources::manifests;
+use crate::tls::keypair;
+
+pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+    // Standalone mode serves Ingresses without a class, and loopback endpoints, by default.
+    let options = build_options(&args.common, true, true);
+    let generated = keypair::generate_default().map_err(|e| AppError::Tls(e.to_string()))?;
+    let mut builder =
+        ConfigBuilder::new(options, generated.certified, default_secret(&args.common)?);
+    let mut reports = ReportLog::default();
+
+    // Watch before the first load, so no change between the two is missed. A burst of events (an
+    // editor's save) becomes one reload.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .map_err(|e| AppError::Watch(args.manifests.clone(), e))?;
+    watcher
+        .watch(&args.manifests, RecursiveMode::NonRecursive)
+        .map_err(|e| AppError::Watch(args.manifests.clone(), e))?;
+    let first = load(&args.manifests, &mut builder, &mut reports)?;
+    let dataplane = DataPlane::start(&args.common, first, true, shutdown.clone()).await?;
+
+    let mut stop = shutdown;
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                if event.is_none() { break; }
+                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {}
+                match load(&args.manifests, &mut builder, &mut reports) {
+                    Ok(snapshot) => dataplane.apply(snapshot),
+                    Err(error) => warn!(%error, "reload failed; the previous configuration keeps serving"),
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    dataplane.join().await;
+    Ok(())
+}
+
+/// Read the directory and build a snapshot, logging problems and each new report.
+fn load(
+    dir: &Path,
+    builder: &mut ConfigBuilder,
+    reports: &mut ReportLog,
+) -> Result<Snapshot, AppError> {
+    let started = Instant::now();
+    let loaded = manifests::load_dir(dir).map_err(|e| AppError::Manifests(dir.to_owned(), e))?;
+    for problem in &loaded.problems {
+        warn!(%problem, "manifest not loaded");
+    }
+    for skipped in &loaded.skipped {
+        info!(%skipped, "manifest kind not used by the proxy");
+    }
+    let snapshot = builder.build(&loaded.world);
+    reports
+        .fresh(&snapshot.reports)
+        .into_iter()
+        .for_each(log_report);
+    info!(
+        ingresses = loaded.world.ingresses.len(),
+        hosts = snapshot.routes.host_count(),
+        certificates = snapshot.certs.len(),
+        build_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "configuration loaded"
+    );
+    Ok(snapshot)
+}
