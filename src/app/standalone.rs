@@ -26,8 +26,10 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     // Watch before the first load, so no change between the two is missed. A burst of events (an
     // editor's save) becomes one reload.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if is_change(&event) {
+            let _ = tx.send(());
+        }
     })
     .map_err(|e| AppError::Watch(args.manifests.clone(), e))?;
     watcher
@@ -52,6 +54,12 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     }
     dataplane.join().await;
     Ok(())
+}
+
+/// Reading the manifests ourselves raises access (open/close) events; reacting to them would reload in a
+/// loop. Errors count as changes: a reload then reports what is wrong.
+fn is_change(event: &notify::Result<notify::Event>) -> bool {
+    event.as_ref().map_or(true, |e| !e.kind.is_access())
 }
 
 /// Read the directory and build a snapshot, logging problems and each new report.
@@ -81,4 +89,32 @@ fn load(
         "configuration loaded"
     );
     Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind};
+
+    fn event(kind: EventKind) -> notify::Result<notify::Event> {
+        Ok(notify::Event::new(kind))
+    }
+
+    #[test]
+    fn our_own_reads_do_not_trigger_a_reload() {
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Open(
+            AccessMode::Read
+        )))));
+        assert!(!is_change(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+    }
+
+    #[test]
+    fn creating_writing_renaming_and_removing_files_trigger_a_reload() {
+        assert!(is_change(&event(EventKind::Create(CreateKind::File))));
+        assert!(is_change(&event(EventKind::Modify(ModifyKind::Any))));
+        assert!(is_change(&event(EventKind::Remove(RemoveKind::File))));
+        assert!(is_change(&Err(notify::Error::generic("queue overflow"))));
+    }
 }

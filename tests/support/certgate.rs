@@ -25,22 +25,36 @@ impl Drop for Certgate {
 }
 
 impl Certgate {
+    /// Standalone mode on a manifest directory.
     pub fn start(manifests: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certgate"))
-            .args(["run", "--manifests"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certgate"));
+        cmd.args(["run", "--manifests"])
             .arg(manifests)
-            .args(["--state-dir"])
-            .arg(manifests.join(".state"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--http-port",
-                "0",
-                "--https-port",
-                "0",
-                "--admin-port",
-                "0",
-            ])
+            .arg("--state-dir")
+            .arg(manifests.join(".state"));
+        Self::spawn(cmd, extra)
+    }
+
+    /// Kubernetes mode against the cluster in `kubeconfig`.
+    pub fn controller(kubeconfig: &str, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certgate"));
+        cmd.arg("controller").env("KUBECONFIG", kubeconfig);
+        Self::spawn(cmd, extra)
+    }
+
+    fn spawn(mut cmd: Command, extra: &[&str]) -> Self {
+        let ports = [
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--admin-port",
+            "0",
+        ];
+        let mut child = cmd
+            .args(ports)
             .args(["--log-format", "json"])
             .args(extra)
             .env("RUST_LOG", "info")

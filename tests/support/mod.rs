@@ -40,6 +40,7 @@ pub fn unique_name(prefix: &str) -> String {
 pub mod backend;
 pub mod certgate;
 pub mod http;
+pub mod netns;
 
 /// A command-line tool the test needs: its path, or `None` (test skipped) outside CI when it is missing.
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
