@@ -50,3 +50,5 @@ stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 stage "cargo build (tests)" cargo test --locked --no-run
 stage "cluster up" cluster_up
 stage "cargo test" cargo test --locked "$@"
+# The README's first command, end to end: the quick start on a fresh build.
+stage "quickstart check" examples/quickstart/check.sh
