@@ -25,7 +25,6 @@ pub struct IngressSettings {
     pub preserve_trailing_slash: bool,
     pub body_size: Option<BodySize>,
     pub read_timeout: Option<Duration>,
-    pub send_timeout: Option<Duration>,
 }
 
 /// `auth-type: basic` with its Secret.
@@ -113,10 +112,6 @@ pub fn parse(annotations: &BTreeMap<String, String>, namespace: &str) -> ParsedA
             },
             "proxy-read-timeout" => match parse_seconds(value) {
                 Ok(d) => s.read_timeout = Some(d),
-                Err(p) => invalid(p),
-            },
-            "proxy-send-timeout" => match parse_seconds(value) {
-                Ok(d) => s.send_timeout = Some(d),
                 Err(p) => invalid(p),
             },
             "auth-type" => match value.trim() {
@@ -360,11 +355,18 @@ mod tests {
 
     #[test]
     fn timeouts_are_whole_seconds() {
+        let p = parse(&annotations(&[("proxy-read-timeout", "120")]), "ns");
+        assert_eq!(p.settings.read_timeout, Some(Duration::from_secs(120)));
+        let p = parse(&annotations(&[("proxy-read-timeout", "0")]), "ns");
+        assert_eq!(p.invalid.len(), 1);
+    }
+
+    #[test]
+    fn timeouts_certgate_cannot_honour_are_reported_not_silently_accepted() {
         let p = parse(
-            &annotations(&[("proxy-read-timeout", "120"), ("proxy-send-timeout", "0")]),
+            &annotations(&[("proxy-send-timeout", "30"), ("proxy-connect-timeout", "3")]),
             "ns",
         );
-        assert_eq!(p.settings.read_timeout, Some(Duration::from_secs(120)));
-        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.unsupported.len(), 2);
     }
 }

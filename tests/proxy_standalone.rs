@@ -176,7 +176,10 @@ async fn forwards_client_information_and_drops_hop_by_hop_headers() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-real-ip"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
-    assert_eq!(h["x-forwarded-host"], "h.example.com");
+    assert_eq!(
+        h["x-forwarded-host"],
+        format!("h.example.com:{}", cg.http.port())
+    );
     assert_eq!(h["x-forwarded-port"], cg.http.port().to_string());
     assert_eq!(h["x-request-id"].len(), 32);
     for dropped in ["proxy", "x-hop"] {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http_body_util::Limited;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
@@ -178,6 +178,7 @@ async fn forward(
     if let Some(limit) = policy.body_limit
         && content_length(&req).is_some_and(|len| len > limit)
     {
+        discard_body(req.into_body()).await;
         return status(
             StatusCode::PAYLOAD_TOO_LARGE,
             "413 Request Entity Too Large",
@@ -209,7 +210,7 @@ async fn forward(
     let client = ClientInfo {
         ip: conn.remote.ip(),
         tls: conn.tls,
-        host: raw_host.split(':').next().unwrap_or(raw_host),
+        host: raw_host,
         port: conn.local_port,
     };
     headers::set_forwarded(&mut parts.headers, &client);
@@ -293,6 +294,23 @@ async fn upstream_addr(
         }
         Backend::Unavailable(reason) => Err((StatusCode::SERVICE_UNAVAILABLE, reason.clone())),
     }
+}
+
+/// Read and drop (a bounded part of) a body we refuse, before answering: a client still sending would
+/// otherwise see its connection reset instead of the answer (nginx's lingering close does the same).
+async fn discard_body(mut body: Incoming) {
+    const MAX_BYTES: usize = 16 << 20;
+    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+    let drain = async {
+        let mut seen = 0;
+        while seen < MAX_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(MAX_TIME, drain).await;
 }
 
 fn content_length(req: &Request<Incoming>) -> Option<u64> {

@@ -363,7 +363,6 @@ fn policy_for(
             Some(BodySize::Max(n)) => Some(n),
         },
         read_timeout: s.read_timeout.unwrap_or(defaults.read_timeout),
-        send_timeout: s.send_timeout.unwrap_or(defaults.send_timeout),
     }
 }
 

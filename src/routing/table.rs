@@ -21,7 +21,6 @@ use crate::world::ObjectKey;
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -77,7 +76,6 @@ pub struct Policy {
     /// `None`: unlimited.
     pub body_limit: Option<u64>,
     pub read_timeout: Duration,
-    pub send_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -90,7 +88,6 @@ impl Default for Policy {
             preserve_trailing_slash: false,
             body_limit: Some(DEFAULT_BODY_LIMIT),
             read_timeout: DEFAULT_READ_TIMEOUT,
-            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }
