@@ -64,6 +64,10 @@ fn tls_url(cg: &Certgate, host: &str, path: &str) -> String {
     format!("https://{host}:{}{path}", cg.https.port())
 }
 
+async fn status_of(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> StatusCode {
+    c.get(url).send().await.expect("request").status()
+}
+
 async fn echo(resp: reqwest::Response) -> Echo {
     assert_eq!(resp.status(), StatusCode::OK, "expected a backend answer");
     serde_json::from_slice(&resp.bytes().await.expect("body")).expect("echo JSON")
@@ -120,27 +124,15 @@ async fn routes_by_host_and_path_rewrites_and_falls_back_to_404() {
     assert_eq!((e.backend.as_str(), e.uri.as_str()), ("b", "/"));
     // Known host, unknown path: that host's 404, not another server's rules.
     assert_eq!(
-        c.get(url(&cg, "a.example.com.", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&c, url(&cg, "a.example.com.", "/")).await,
         StatusCode::OK
     );
     assert_eq!(
-        c.get(url(&cg, "paths.example.com", "/other"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&c, url(&cg, "paths.example.com", "/other")).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.get(url(&cg, "unknown.example.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&c, url(&cg, "unknown.example.com", "/")).await,
         StatusCode::NOT_FOUND
     );
 }
@@ -502,15 +494,11 @@ async fn basic_auth_with_files_made_by_htpasswd() {
     );
     // The ACME path is never behind auth.
     assert_eq!(
-        c.get(url(
-            &cg,
-            "auth.example.com",
-            "/.well-known/acme-challenge/x"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .status(),
+        status_of(
+            &c,
+            url(&cg, "auth.example.com", "/.well-known/acme-challenge/x")
+        )
+        .await,
         StatusCode::OK
     );
     // A missing auth Secret closes the paths (503), never opens them.
@@ -544,19 +532,11 @@ async fn bad_annotations_stop_only_their_ingress_and_are_reported() {
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
     assert_eq!(
-        c.get(url(&cg, "bad.example.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&c, url(&cg, "bad.example.com", "/")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
-        c.get(url(&cg, "snippet.example.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(&c, url(&cg, "snippet.example.com", "/")).await,
         StatusCode::OK
     );
     let invalid = cg.wait_for_log("InvalidAnnotation").await;
