@@ -9,6 +9,7 @@
 //!                                     └──► certificate controller: decide (pure) ─► act (issuer, Secret)
 //! ```
 
+pub mod acme;
 pub mod admin;
 pub mod annotations;
 pub mod app;

@@ -47,6 +47,14 @@ pub async fn handle(
             return status(StatusCode::BAD_REQUEST, "bad request path");
         }
     };
+    if normalized.starts_with(ACME_CHALLENGE_PREFIX)
+        && let Some(key_authorization) = shared.http01.answer(&host, &normalized)
+    {
+        // Exactly the key authorization, no trailing newline (RFC 8555 §8.3).
+        let mut resp = Response::new(body::text(key_authorization));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return resp;
+    }
     let routes = shared.routes.load_full();
     let (target, route, host_rules) = match routes.resolve(&host, &normalized) {
         Resolved::Route { route, host } => (&route.target, Some(route), host),

@@ -24,6 +24,8 @@ pub const DEFAULT_HSTS: &str = "max-age=31536000; includeSubDomains";
 pub struct Shared {
     pub routes: ArcSwap<RouteTable>,
     pub upstream: forward::Upstream,
+    /// Pending HTTP-01 challenges, answered before routing.
+    pub http01: Arc<crate::acme::http01::Http01Tokens>,
     /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
     pub hsts: Option<String>,
     allow_loopback: bool,
@@ -36,6 +38,7 @@ impl Shared {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
             upstream: forward::Upstream::new(),
+            http01: Arc::default(),
             hsts,
             allow_loopback,
             https_port: AtomicU16::new(443),
