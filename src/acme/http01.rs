@@ -35,7 +35,10 @@ impl Http01Tokens {
 
     pub fn insert(&self, token: &str, domain: &str, key_authorization: &str) {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let pending = PendingToken { domain, key_authorization: key_authorization.to_owned() };
+        let pending = PendingToken {
+            domain,
+            key_authorization: key_authorization.to_owned(),
+        };
         self.tokens.rcu(|current| {
             let mut next = HashMap::clone(current);
             next.insert(token.to_owned(), pending.clone());
@@ -73,9 +76,19 @@ mod tests {
     fn a_token_answers_for_its_domain_only() {
         let t = Http01Tokens::default();
         t.insert("tok", "Example.COM.", "tok.thumb");
-        assert_eq!(t.answer("example.com", "/.well-known/acme-challenge/tok").as_deref(), Some("tok.thumb"));
-        assert_eq!(t.answer("other.com", "/.well-known/acme-challenge/tok"), None);
-        assert_eq!(t.answer("example.com", "/.well-known/acme-challenge/other"), None);
+        assert_eq!(
+            t.answer("example.com", "/.well-known/acme-challenge/tok")
+                .as_deref(),
+            Some("tok.thumb")
+        );
+        assert_eq!(
+            t.answer("other.com", "/.well-known/acme-challenge/tok"),
+            None
+        );
+        assert_eq!(
+            t.answer("example.com", "/.well-known/acme-challenge/other"),
+            None
+        );
         assert_eq!(t.answer("example.com", "/tok"), None);
     }
 
@@ -86,7 +99,11 @@ mod tests {
         t.insert("b", "x.test", "b.k");
         t.remove("a");
         assert_eq!(t.answer("x.test", "/.well-known/acme-challenge/a"), None);
-        assert_eq!(t.answer("x.test", "/.well-known/acme-challenge/b").as_deref(), Some("b.k"));
+        assert_eq!(
+            t.answer("x.test", "/.well-known/acme-challenge/b")
+                .as_deref(),
+            Some("b.k")
+        );
         assert_eq!(t.len(), 1);
     }
 }

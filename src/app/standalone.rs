@@ -1,6 +1,7 @@
 //! Standalone mode (`certgate run --manifests DIR`): the proxy fed from a directory of manifests, reloaded
 //! on every change.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     let generated = keypair::generate_default().map_err(|e| AppError::Tls(e.to_string()))?;
     let mut builder =
         ConfigBuilder::new(options, generated.certified, default_secret(&args.common)?);
-    let mut reports = ReportLog::default();
+    let mut reloader = Reloader::default();
 
     // Watch before the first load, so no change between the two is missed. A burst of events (an
     // editor's save) becomes one reload.
@@ -35,7 +36,7 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     watcher
         .watch(&args.manifests, RecursiveMode::NonRecursive)
         .map_err(|e| AppError::Watch(args.manifests.clone(), e))?;
-    let first = load(&args.manifests, &mut builder, &mut reports)?;
+    let first = reloader.load(&args.manifests, &mut builder)?;
     let dataplane = DataPlane::start(&args.common, first, true, shutdown.clone()).await?;
 
     let mut stop = shutdown;
@@ -44,7 +45,7 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
             event = rx.recv() => {
                 if event.is_none() { break; }
                 while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {}
-                match load(&args.manifests, &mut builder, &mut reports) {
+                match reloader.load(&args.manifests, &mut builder) {
                     Ok(snapshot) => dataplane.apply(snapshot),
                     Err(error) => warn!(%error, "reload failed; the previous configuration keeps serving"),
                 }
@@ -62,33 +63,54 @@ fn is_change(event: &notify::Result<notify::Event>) -> bool {
     event.as_ref().map_or(true, |e| !e.kind.is_access())
 }
 
-/// Read the directory and build a snapshot, logging problems and each new report.
-fn load(
-    dir: &Path,
-    builder: &mut ConfigBuilder,
-    reports: &mut ReportLog,
-) -> Result<Snapshot, AppError> {
-    let started = Instant::now();
-    let loaded = manifests::load_dir(dir).map_err(|e| AppError::Manifests(dir.to_owned(), e))?;
-    for problem in &loaded.problems {
-        warn!(%problem, "manifest not loaded");
+/// What a reload keeps between runs: parsed files, and what was already said.
+#[derive(Default)]
+struct Reloader {
+    cache: manifests::ManifestCache,
+    reports: ReportLog,
+    /// Manifest problems and skipped kinds already logged (logged again only after they went away).
+    said: BTreeSet<String>,
+}
+
+impl Reloader {
+    /// Read the directory (changed files only) and build a snapshot, logging what is new.
+    fn load(&mut self, dir: &Path, builder: &mut ConfigBuilder) -> Result<Snapshot, AppError> {
+        let started = Instant::now();
+        let loaded = self
+            .cache
+            .load(dir)
+            .map_err(|e| AppError::Manifests(dir.to_owned(), e))?;
+        let read_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let now: BTreeSet<String> = loaded
+            .problems
+            .iter()
+            .chain(&loaded.skipped)
+            .cloned()
+            .collect();
+        for problem in loaded.problems.iter().filter(|p| !self.said.contains(*p)) {
+            warn!(%problem, "manifest not loaded");
+        }
+        for skipped in loaded.skipped.iter().filter(|p| !self.said.contains(*p)) {
+            info!(%skipped, "manifest kind not used by the proxy");
+        }
+        self.said = now;
+        let build_started = Instant::now();
+        let snapshot = builder.build(&loaded.world);
+        self.reports
+            .fresh(&snapshot.reports)
+            .into_iter()
+            .for_each(log_report);
+        info!(
+            ingresses = loaded.world.ingresses.len(),
+            hosts = snapshot.routes.host_count(),
+            certificates = snapshot.certs.len(),
+            read_ms,
+            build_ms = build_started.elapsed().as_secs_f64() * 1000.0,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "configuration loaded"
+        );
+        Ok(snapshot)
     }
-    for skipped in &loaded.skipped {
-        info!(%skipped, "manifest kind not used by the proxy");
-    }
-    let snapshot = builder.build(&loaded.world);
-    reports
-        .fresh(&snapshot.reports)
-        .into_iter()
-        .for_each(log_report);
-    info!(
-        ingresses = loaded.world.ingresses.len(),
-        hosts = snapshot.routes.host_count(),
-        certificates = snapshot.certs.len(),
-        build_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "configuration loaded"
-    );
-    Ok(snapshot)
 }
 
 #[cfg(test)]

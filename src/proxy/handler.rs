@@ -40,8 +40,10 @@ pub async fn handle(
         return status(StatusCode::BAD_REQUEST, "missing Host");
     };
     let host = normalize_host(&raw_host);
-    let normalized = match path::normalize(req.uri().path()) {
-        Ok(p) => p.into_owned(),
+    // A cheap (reference-counted) copy, so the normalised path can borrow from it while `req` moves on.
+    let uri = req.uri().clone();
+    let normalized = match path::normalize(uri.path()) {
+        Ok(p) => p,
         Err(e) => {
             debug!(error = %e, "bad request path");
             return status(StatusCode::BAD_REQUEST, "bad request path");
@@ -52,7 +54,8 @@ pub async fn handle(
     {
         // Exactly the key authorization, no trailing newline (RFC 8555 §8.3).
         let mut resp = Response::new(body::text(key_authorization));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return resp;
     }
     let routes = shared.routes.load_full();
@@ -78,9 +81,10 @@ pub async fn handle(
     if !acme && let Some(denied) = check_auth(&mut req, target, policy) {
         return denied;
     }
-    let upstream_path = route
-        .and_then(|r| r.rewrite(&normalized))
-        .unwrap_or(normalized);
+    let upstream_path = match route.and_then(|r| r.rewrite(&normalized)) {
+        Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+        None => normalized,
+    };
     let mut resp = forward(
         &shared,
         conn,

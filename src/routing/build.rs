@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use kube::ResourceExt;
 use regex::RegexBuilder;
@@ -72,6 +73,7 @@ struct HostDraft {
 
 pub fn build(world: &World, opts: &BuildOptions) -> Built {
     let mut out = Built::default();
+    let slices = world.slices_by_service();
     let mut ingresses: Vec<(&ObjectKey, &Ingress)> = world
         .ingresses
         .iter()
@@ -134,7 +136,7 @@ pub fn build(world: &World, opts: &BuildOptions) -> Built {
                       report: &mut dyn FnMut(bool, &'static str, String)| {
             Arc::new(Target {
                 ingress: key.clone(),
-                backend: resolve_backend(world, &key.namespace, backend, opts, report),
+                backend: resolve_backend(world, &slices, &key.namespace, backend, opts, report),
                 policy: policy.clone(),
             })
         };
@@ -430,6 +432,7 @@ pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
 
 fn resolve_backend(
     world: &World,
+    slices: &HashMap<ObjectKey, Vec<&EndpointSlice>>,
     namespace: &str,
     backend: &IngressBackend,
     opts: &BuildOptions,
@@ -492,7 +495,7 @@ fn resolve_backend(
     };
     let port_name = service_port.name.clone().unwrap_or_default();
     let mut addrs = BTreeSet::new();
-    for slice in world.slices_of(&key) {
+    for slice in slices.get(&key).into_iter().flatten() {
         let Some(port) = slice
             .ports
             .iter()

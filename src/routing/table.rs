@@ -255,14 +255,20 @@ impl RouteTable {
 }
 
 /// Host header → lookup key: port dropped, trailing dot dropped, lower-cased.
-pub fn normalize_host(raw: &str) -> String {
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
     let host = if raw.starts_with('[') {
         // IPv6 literal: keep the brackets' content.
         raw.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(raw)
     } else {
         raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw)
     };
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+    let host = host.strip_suffix('.').unwrap_or(host);
+    // The common case (already lower-case) costs no allocation on the request path.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]
