@@ -28,3 +28,6 @@ pub mod sign;
 
 pub use error::PkiError;
 pub use request::{CertRequest, DEFAULT_DURATION, DEFAULT_USAGES, Subject};
+
+#[cfg(test)]
+mod tests;
