@@ -252,7 +252,7 @@ fn identify_pkcs8(der: &[u8]) -> Result<(KeyAlgorithm, u32), PkiError> {
     if oid == OID_RSA {
         let key = rsa::PrivateKey::from_pkcs8_der(der)
             .map_err(|_| bad_key("PRIVATE KEY holds an invalid RSA key"))?;
-        let bits = u32::try_from(key.n().bit_width()).unwrap_or(u32::MAX);
+        let bits = key.n().bit_width();
         if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
             return Err(PkiError::UnsupportedKey(format!(
                 "RSA key of {bits} bits is outside {RSA_MIN_BITS}..={RSA_MAX_BITS}"

@@ -175,8 +175,7 @@ fn order_chain(
         }
     }
     let mut chain = vec![certs[0].clone()];
-    loop {
-        let Some(current) = chain.last() else { break };
+    while let Some(current) = chain.last() {
         if is_self_signed(current) {
             break;
         }
