@@ -15,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod crd;
 pub mod proxy;
 pub mod routing;
 pub mod sources;
