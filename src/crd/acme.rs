@@ -29,7 +29,11 @@ pub struct AcmeIssuer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<Base64Bytes>,
     /// INSECURE: do not verify the ACME server's TLS certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "skipTLSVerify")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "skipTLSVerify"
+    )]
     pub skip_tls_verify: Option<bool>,
     /// External account binding, for CAs that require one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +116,11 @@ pub struct Http01Solver {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<Http01IngressSolver>,
     /// Solve through a Gateway API HTTPRoute (kept as given; not used by certgate).
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "gatewayHTTPRoute")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "gatewayHTTPRoute"
+    )]
     pub gateway_http_route: Option<Opaque>,
 }
 
@@ -179,6 +187,8 @@ impl State {
 }
 
 /// An ACME order for one CertificateRequest.
+// clippy reads the repeated `printcolumn(type_ = ...)` keys of kube's derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "acme.cert-manager.io",
@@ -192,8 +202,18 @@ impl State {
     doc = "Order is a type to represent an Order with an ACME server",
     derive = "PartialEq",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name", priority = 1),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
+    printcolumn(
+        name = "Issuer",
+        type_ = "string",
+        json_path = ".spec.issuerRef.name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -232,7 +252,11 @@ pub struct OrderStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Where to finalize the order.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "finalizeURL")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "finalizeURL"
+    )]
     pub finalize_url: Option<String>,
     /// The issued PEM chain, once `valid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,6 +319,8 @@ pub enum ChallengeType {
 }
 
 /// One ACME challenge being solved. certgate's proxy answers HTTP-01 tokens from these.
+// clippy reads the repeated `printcolumn(type_ = ...)` keys of kube's derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "acme.cert-manager.io",
@@ -309,7 +335,12 @@ pub enum ChallengeType {
     derive = "PartialEq",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.dnsName"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", priority = 1),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

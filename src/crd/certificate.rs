@@ -15,6 +15,8 @@ use super::duration::{DurationError, parse_go_duration};
 use super::meta::{Condition, IssuerRef, Opaque};
 
 /// The desired state of a Certificate.
+// clippy reads the repeated `printcolumn(type_ = ...)` keys of kube's derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -28,10 +30,24 @@ use super::meta::{Condition, IssuerRef, Opaque};
     category = "cert-manager",
     doc = "A Certificate resource should be created to ensure an up to date and signed X.509 certificate is stored in the Kubernetes Secret resource named in `spec.secretName`. The stored certificate will be renewed before it expires (as configured by `spec.renewBefore`).",
     derive = "PartialEq",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
-    printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name", priority = 1),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
+    printcolumn(
+        name = "Issuer",
+        type_ = "string",
+        json_path = ".spec.issuerRef.name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -223,7 +239,9 @@ pub enum OutputFormatType {
 }
 
 /// A key usage or extended key usage, spelled as cert-manager spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum KeyUsage {
     #[serde(rename = "signing")]
     Signing,

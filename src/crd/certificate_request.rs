@@ -11,6 +11,8 @@ use super::certificate::KeyUsage;
 use super::meta::{Base64Bytes, Condition, IssuerRef};
 
 /// The request: a PEM CSR, the issuer, and what was asked for. Immutable after creation.
+// clippy reads the repeated `printcolumn(type_ = ...)` keys of kube's derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -24,12 +26,29 @@ use super::meta::{Base64Bytes, Condition, IssuerRef};
     category = "cert-manager",
     doc = "A CertificateRequest is used to request a signed certificate from one of the configured issuers. All fields within the CertificateRequest's `spec` are immutable after creation. A CertificateRequest will either succeed or fail, as denoted by its `Ready` status condition and its `status.failureTime` field. A CertificateRequest is a one-shot resource, meaning it represents a single point in time request for a certificate and cannot be re-used.",
     derive = "PartialEq",
-    printcolumn(name = "Approved", type_ = "string", json_path = ".status.conditions[?(@.type == \"Approved\")].status"),
-    printcolumn(name = "Denied", type_ = "string", json_path = ".status.conditions[?(@.type == \"Denied\")].status"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
+    printcolumn(
+        name = "Approved",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Approved\")].status"
+    ),
+    printcolumn(
+        name = "Denied",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Denied\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name"),
     printcolumn(name = "Requester", type_ = "string", json_path = ".spec.username"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

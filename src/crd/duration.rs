@@ -18,7 +18,9 @@ pub enum DurationError {
     Empty(String),
     #[error("invalid duration {0:?}: expected a number")]
     ExpectedNumber(String),
-    #[error("invalid duration {input:?}: missing unit after {number:?} (use h, m, s, ms, us or ns)")]
+    #[error(
+        "invalid duration {input:?}: missing unit after {number:?} (use h, m, s, ms, us or ns)"
+    )]
     MissingUnit { input: String, number: String },
     #[error("invalid duration {input:?}: unknown unit {unit:?} (use h, m, s, ms, us or ns)")]
     UnknownUnit { input: String, unit: String },
@@ -225,7 +227,10 @@ mod tests {
     #[test]
     fn rejects_empty_and_numberless_input() {
         assert_eq!(parse_go_duration(""), Err(DurationError::Empty("".into())));
-        assert_eq!(parse_go_duration("-"), Err(DurationError::Empty("-".into())));
+        assert_eq!(
+            parse_go_duration("-"),
+            Err(DurationError::Empty("-".into()))
+        );
         assert!(matches!(
             parse_go_duration("h"),
             Err(DurationError::ExpectedNumber(_))
@@ -251,7 +256,10 @@ mod tests {
     #[test]
     fn accepts_go_maximum_and_rejects_beyond_it() {
         // math.MaxInt64 ns is 2562047h47m16.854775807s.
-        assert_eq!(ok("9223372036854775807ns"), Duration::from_nanos(i64::MAX as u64));
+        assert_eq!(
+            ok("9223372036854775807ns"),
+            Duration::from_nanos(i64::MAX as u64)
+        );
         assert_eq!(
             ok("2562047h47m16.854775807s"),
             Duration::from_nanos(i64::MAX as u64)
@@ -272,18 +280,35 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for s in ["µ", "1µ", "1.", "..", "1..2s", "1e3s", "\u{0}", "1s\u{3bc}", "+", "--1s"] {
+        for s in [
+            "µ",
+            "1µ",
+            "1.",
+            "..",
+            "1..2s",
+            "1e3s",
+            "\u{0}",
+            "1s\u{3bc}",
+            "+",
+            "--1s",
+        ] {
             let _ = parse_go_duration(s);
         }
     }
 
     #[test]
     fn formats_like_go_duration_string() {
-        assert_eq!(format_go_duration(Duration::from_secs(2160 * 3600)), "2160h0m0s");
+        assert_eq!(
+            format_go_duration(Duration::from_secs(2160 * 3600)),
+            "2160h0m0s"
+        );
         assert_eq!(format_go_duration(Duration::from_secs(5400)), "1h30m0s");
         assert_eq!(format_go_duration(Duration::from_secs(61)), "1m1s");
         assert_eq!(format_go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_go_duration(Duration::ZERO), "0s");
-        assert_eq!(ok(&format_go_duration(Duration::from_secs(7777))), Duration::from_secs(7777));
+        assert_eq!(
+            ok(&format_go_duration(Duration::from_secs(7777))),
+            Duration::from_secs(7777)
+        );
     }
 }

@@ -14,6 +14,8 @@ use super::acme::{AcmeIssuer, AcmeIssuerStatus};
 use super::meta::{Condition, Opaque};
 
 /// The configuration of an Issuer or ClusterIssuer: exactly one issuer type should be set.
+// clippy reads the repeated `printcolumn(type_ = ...)` keys of kube's derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -26,8 +28,17 @@ use super::meta::{Condition, Opaque};
     category = "cert-manager",
     doc = "An Issuer represents a certificate issuing authority which can be referenced as part of `issuerRef` fields. It is scoped to a single namespace and can therefore only be referenced by resources within the same namespace.",
     derive = "PartialEq",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -54,11 +65,13 @@ pub struct IssuerSpec {
     pub venafi: Option<Opaque>,
 }
 
-/// `spec` of a ClusterIssuer: the same [`IssuerSpec`] as an Issuer's.
-///
-/// `kube::CustomResource` derives one resource per spec struct, so the cluster-scoped kind wraps the shared
-/// spec. It is flattened (identical on the wire and in the schema) and dereferences to [`IssuerSpec`], so
-/// `cluster_issuer.spec.acme` reads like `issuer.spec.acme`.
+// `kube::CustomResource` derives one resource per spec struct, so the cluster-scoped kind wraps the shared
+// spec. It is flattened (identical on the wire and in the schema) and dereferences to `IssuerSpec`, so
+// `cluster_issuer.spec.acme` reads like `issuer.spec.acme`. (A `//` comment: doc comments become the CRD's
+// schema descriptions.)
+/// Desired state of the ClusterIssuer resource: the same configuration as an Issuer's.
+// clippy reads the repeated `printcolumn(type_ = ...)` keys of kube's derive as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "cert-manager.io",
@@ -70,8 +83,17 @@ pub struct IssuerSpec {
     category = "cert-manager",
     doc = "A ClusterIssuer represents a certificate issuing authority which can be referenced as part of `issuerRef` fields. It is similar to an Issuer, however it is cluster-scoped and therefore can be referenced by resources that exist in *any* namespace, not just the same namespace as the referent.",
     derive = "PartialEq",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].status"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type == \"Ready\")].message", priority = 1),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type == \"Ready\")].message",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -69,8 +69,14 @@ fn documented_certificate_round_trips_without_losing_or_renaming_a_field() {
 #[test]
 fn certificate_durations_parse_as_go_durations() {
     let (cert, _, _) = round_trip::<Certificate>(CERTIFICATE);
-    assert_eq!(cert.spec.duration(), Some(Ok(Duration::from_secs(2160 * 3600))));
-    assert_eq!(cert.spec.renew_before(), Some(Ok(Duration::from_secs(360 * 3600))));
+    assert_eq!(
+        cert.spec.duration(),
+        Some(Ok(Duration::from_secs(2160 * 3600)))
+    );
+    assert_eq!(
+        cert.spec.renew_before(),
+        Some(Ok(Duration::from_secs(360 * 3600)))
+    );
     let mut spec = cert.spec;
     spec.duration = Some("90d".into());
     assert!(matches!(
@@ -103,7 +109,10 @@ fn documented_issuers_round_trip() {
 
     let (ca, written, back) = round_trip::<Issuer>(CA);
     assert_eq!(back, written);
-    assert_eq!(ca.spec.ca.map(|c| c.secret_name), Some("ca-key-pair".to_owned()));
+    assert_eq!(
+        ca.spec.ca.map(|c| c.secret_name),
+        Some("ca-key-pair".to_owned())
+    );
 
     let (self_signed, written, back) = round_trip::<Issuer>(SELF_SIGNED);
     assert_eq!(back, written);
@@ -236,8 +245,16 @@ fn crds_have_cert_manager_printer_columns() {
     assert_eq!(
         columns(&crd("certificaterequests.cert-manager.io")),
         vec![
-            col("Approved", ".status.conditions[?(@.type == \"Approved\")].status", 0),
-            col("Denied", ".status.conditions[?(@.type == \"Denied\")].status", 0),
+            col(
+                "Approved",
+                ".status.conditions[?(@.type == \"Approved\")].status",
+                0
+            ),
+            col(
+                "Denied",
+                ".status.conditions[?(@.type == \"Denied\")].status",
+                0
+            ),
             col("Ready", READY, 0),
             col("Issuer", ".spec.issuerRef.name", 0),
             col("Requester", ".spec.username", 0),
@@ -248,7 +265,11 @@ fn crds_have_cert_manager_printer_columns() {
     for name in ["issuers.cert-manager.io", "clusterissuers.cert-manager.io"] {
         assert_eq!(
             columns(&crd(name)),
-            vec![col("Ready", READY, 0), col("Status", READY_MESSAGE, 1), col("Age", AGE, 0)],
+            vec![
+                col("Ready", READY, 0),
+                col("Status", READY_MESSAGE, 1),
+                col("Age", AGE, 0)
+            ],
             "{name}"
         );
     }
@@ -275,12 +296,42 @@ fn crds_have_cert_manager_printer_columns() {
 #[test]
 fn crds_have_cert_manager_names_scopes_and_status_subresource() {
     let expect = [
-        ("certificates.cert-manager.io", "Namespaced", vec!["cert", "certs"], vec!["cert-manager"]),
-        ("certificaterequests.cert-manager.io", "Namespaced", vec!["cr", "crs"], vec!["cert-manager"]),
-        ("issuers.cert-manager.io", "Namespaced", vec!["iss"], vec!["cert-manager"]),
-        ("clusterissuers.cert-manager.io", "Cluster", vec!["ciss"], vec!["cert-manager"]),
-        ("orders.acme.cert-manager.io", "Namespaced", vec![], vec!["cert-manager", "cert-manager-acme"]),
-        ("challenges.acme.cert-manager.io", "Namespaced", vec![], vec!["cert-manager", "cert-manager-acme"]),
+        (
+            "certificates.cert-manager.io",
+            "Namespaced",
+            vec!["cert", "certs"],
+            vec!["cert-manager"],
+        ),
+        (
+            "certificaterequests.cert-manager.io",
+            "Namespaced",
+            vec!["cr", "crs"],
+            vec!["cert-manager"],
+        ),
+        (
+            "issuers.cert-manager.io",
+            "Namespaced",
+            vec!["iss"],
+            vec!["cert-manager"],
+        ),
+        (
+            "clusterissuers.cert-manager.io",
+            "Cluster",
+            vec!["ciss"],
+            vec!["cert-manager"],
+        ),
+        (
+            "orders.acme.cert-manager.io",
+            "Namespaced",
+            vec![],
+            vec!["cert-manager", "cert-manager-acme"],
+        ),
+        (
+            "challenges.acme.cert-manager.io",
+            "Namespaced",
+            vec![],
+            vec!["cert-manager", "cert-manager-acme"],
+        ),
     ];
     for (name, scope, short, categories) in expect {
         let c = crd(name);
@@ -290,12 +341,20 @@ fn crds_have_cert_manager_names_scopes_and_status_subresource() {
             short,
             "{name}"
         );
-        assert_eq!(c.spec.names.categories.clone().unwrap_or_default(), categories, "{name}");
+        assert_eq!(
+            c.spec.names.categories.clone().unwrap_or_default(),
+            categories,
+            "{name}"
+        );
         let version = &c.spec.versions[0];
         assert_eq!(version.name, "v1");
         assert!(version.served && version.storage, "{name}");
         assert!(
-            version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
             "{name} has a status subresource"
         );
     }
@@ -315,13 +374,18 @@ fn opaque_parts_are_preserved_and_conditions_merge_by_type() {
         assert_eq!(opaque["x-kubernetes-preserve-unknown-fields"], json!(true));
     }
     let solver = &spec["acme"]["properties"]["solvers"]["items"]["properties"];
-    assert_eq!(solver["dns01"]["x-kubernetes-preserve-unknown-fields"], json!(true));
-    let conditions =
-        &issuer["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(
+        solver["dns01"]["x-kubernetes-preserve-unknown-fields"],
+        json!(true)
+    );
+    let conditions = &issuer["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], json!("map"));
     assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
     let ca_bundle = &spec["acme"]["properties"]["caBundle"];
-    assert_eq!((&ca_bundle["type"], &ca_bundle["format"]), (&json!("string"), &json!("byte")));
+    assert_eq!(
+        (&ca_bundle["type"], &ca_bundle["format"]),
+        (&json!("string"), &json!("byte"))
+    );
 }
 
 #[test]
