@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod crd;
 pub mod pki;
 pub mod proxy;
 pub mod routing;

@@ -29,7 +29,13 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             })
         }
-        Command::Crds => not_implemented("certgate crds"),
+        Command::Crds => match certgate::crd::render() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error.to_string()),
+        },
         Command::Status(StatusCommand::Certificate { .. }) => {
             not_implemented("certgate status certificate")
         }
