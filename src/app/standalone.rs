@@ -16,6 +16,10 @@ use crate::config::{ConfigBuilder, Snapshot};
 use crate::sources::manifests;
 use crate::tls::keypair;
 
+/// A burst of file events (an editor's save, several files copied at once) within this window is one
+/// reload. Short, because it adds directly to the time a change takes to apply.
+const RELOAD_SETTLE: Duration = Duration::from_millis(5);
+
 pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
     // Standalone mode serves Ingresses without a class, and loopback endpoints, by default.
     let options = build_options(&args.common, true, true);
@@ -44,7 +48,7 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
         tokio::select! {
             event = rx.recv() => {
                 if event.is_none() { break; }
-                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {}
+                while let Ok(Some(_)) = tokio::time::timeout(RELOAD_SETTLE, rx.recv()).await {}
                 match reloader.load(&args.manifests, &mut builder) {
                     Ok(snapshot) => dataplane.apply(snapshot),
                     Err(error) => warn!(%error, "reload failed; the previous configuration keeps serving"),

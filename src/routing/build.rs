@@ -73,7 +73,7 @@ struct HostDraft {
 
 pub fn build(world: &World, opts: &BuildOptions) -> Built {
     let mut out = Built::default();
-    let slices = world.slices_by_service();
+    let mut backends = BackendCache::new(world, opts);
     let mut ingresses: Vec<(&ObjectKey, &Ingress)> = world
         .ingresses
         .iter()
@@ -132,14 +132,14 @@ pub fn build(world: &World, opts: &BuildOptions) -> Built {
             Err(reason)
         };
         let regex_mode = parsed.settings.use_regex || parsed.settings.rewrite_target.is_some();
-        let target = |backend: &IngressBackend,
-                      report: &mut dyn FnMut(bool, &'static str, String)| {
-            Arc::new(Target {
-                ingress: key.clone(),
-                backend: resolve_backend(world, &slices, &key.namespace, backend, opts, report),
-                policy: policy.clone(),
-            })
-        };
+        let mut target =
+            |backend: &IngressBackend, report: &mut dyn FnMut(bool, &'static str, String)| {
+                Arc::new(Target {
+                    ingress: key.clone(),
+                    backend: backends.resolve(&key.namespace, backend, report),
+                    policy: policy.clone(),
+                })
+            };
 
         let Some(spec) = &ing.spec else {
             report(true, "InvalidIngress", "Ingress has no spec".into());
@@ -428,6 +428,61 @@ pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         out.insert(k.clone(), v.clone().into_bytes());
     }
     out
+}
+
+/// Backends resolved once per build and shared by every route that names the same Service port: one
+/// round-robin position per upstream (as nginx has one upstream block per Service port), and a build that
+/// stays linear with thousands of Ingresses on a few Services.
+struct BackendCache<'w> {
+    world: &'w World,
+    opts: &'w BuildOptions,
+    slices: HashMap<ObjectKey, Vec<&'w EndpointSlice>>,
+    /// namespace/service:port → the backend and the reports its resolution made.
+    memo: HashMap<String, (Arc<Backend>, Vec<(bool, &'static str, String)>)>,
+}
+
+impl<'w> BackendCache<'w> {
+    fn new(world: &'w World, opts: &'w BuildOptions) -> Self {
+        Self {
+            world,
+            opts,
+            slices: world.slices_by_service(),
+            memo: HashMap::new(),
+        }
+    }
+
+    fn resolve(
+        &mut self,
+        namespace: &str,
+        backend: &IngressBackend,
+        report: &mut dyn FnMut(bool, &'static str, String),
+    ) -> Arc<Backend> {
+        let key = match &backend.service {
+            Some(s) => {
+                let port = s.port.as_ref();
+                let number = port.and_then(|p| p.number).map(|n| n.to_string());
+                let name = port.and_then(|p| p.name.clone());
+                format!(
+                    "{namespace}/{}:{}:{}",
+                    s.name,
+                    number.unwrap_or_default(),
+                    name.unwrap_or_default()
+                )
+            }
+            None => format!("{namespace}/resource"),
+        };
+        let (world, opts, slices) = (self.world, self.opts, &self.slices);
+        let (resolved, made) = self.memo.entry(key).or_insert_with(|| {
+            let mut made = Vec::new();
+            let mut record = |w, r, m| made.push((w, r, m));
+            let resolved = resolve_backend(world, slices, namespace, backend, opts, &mut record);
+            (Arc::new(resolved), made)
+        });
+        for (warning, reason, message) in made.iter() {
+            report(*warning, reason, message.clone());
+        }
+        resolved.clone()
+    }
 }
 
 fn resolve_backend(

@@ -105,7 +105,7 @@ fn service_for(built: &Built, host: &str, path: &str) -> Option<String> {
         Resolved::DefaultBackend { target, .. } => target,
         Resolved::NotFound { .. } => return None,
     };
-    Some(match &target.backend {
+    Some(match target.backend.as_ref() {
         Backend::Endpoints { service, .. } | Backend::ExternalName { service, .. } => {
             service.name.clone()
         }
@@ -369,7 +369,7 @@ fn only_ready_endpoints_are_used_deduplicated_on_the_named_port() {
     let Resolved::Route { route, .. } = b.table.resolve("h", "/") else {
         panic!("no route")
     };
-    let Backend::Endpoints { addrs, .. } = &route.target.backend else {
+    let Backend::Endpoints { addrs, .. } = route.target.backend.as_ref() else {
         panic!("{:?}", route.target.backend)
     };
     let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -575,4 +575,51 @@ fn tls_hosts_are_listed_oldest_first_and_mark_their_servers() {
     assert_eq!(b.tls_hosts[0].host, "h");
     assert!(b.table.host("h").tls);
     assert!(!b.table.host("other").tls);
+}
+
+#[test]
+fn routes_naming_the_same_service_port_share_one_backend() {
+    let b = W::new()
+        .service("s", 1)
+        .ingress(ingress(
+            "one",
+            T0,
+            json!([host_rule("one", vec![path("/", "Prefix", "s")])]),
+        ))
+        .ingress(ingress(
+            "two",
+            T0,
+            json!([host_rule("two", vec![path("/", "Prefix", "s")])]),
+        ))
+        .build();
+    let backend = |host| match b.table.resolve(host, "/") {
+        Resolved::Route { route, .. } => route.target.backend.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(Arc::ptr_eq(&backend("one"), &backend("two")));
+}
+
+#[test]
+fn a_shared_backend_problem_is_reported_for_every_ingress_using_it() {
+    let w = W::new()
+        .raw_service(json!({"metadata": {"name": "ext", "namespace": "ns"},
+            "spec": {"type": "ExternalName", "externalName": "127.0.0.1"}}))
+        .ingress(ingress(
+            "one",
+            T0,
+            json!([host_rule("one", vec![path("/", "Prefix", "ext")])]),
+        ))
+        .ingress(ingress(
+            "two",
+            T0,
+            json!([host_rule("two", vec![path("/", "Prefix", "ext")])]),
+        ));
+    let built = w.build();
+    let reported: Vec<&str> = built
+        .reports
+        .iter()
+        .filter(|r| r.reason == "LoopbackRefused")
+        .map(|r| r.object.name.as_str())
+        .collect();
+    assert_eq!(reported, ["one", "two"]);
 }

@@ -61,7 +61,7 @@ pub enum Matcher {
 pub struct Target {
     /// The Ingress this route came from (for reports and access logs).
     pub ingress: ObjectKey,
-    pub backend: Backend,
+    pub backend: Arc<Backend>,
     /// `Err(reason)`: the Ingress has an invalid annotation; its paths answer 503 and say why in the log.
     pub policy: Result<Policy, String>,
 }

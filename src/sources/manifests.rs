@@ -70,8 +70,16 @@ impl ManifestCache {
             let stamp = (meta.len(), meta.modified().ok(), meta.ino());
             let fragment = match self.files.get(&file) {
                 Some((cached, fragment)) if *cached == stamp => fragment,
-                _ => {
-                    let fragment = read_file(&name, &file, meta.len());
+                previous => {
+                    let (mut fragment, usable) = read_file(&name, &file, meta.len());
+                    // Bad input loses nothing: a file that cannot be used at all (an editor's half-written
+                    // save, a typo) keeps serving what it defined last time it was good.
+                    if !usable && let Some((_, last_good)) = previous {
+                        fragment.world = last_good.world.clone();
+                        fragment
+                            .problems
+                            .push(format!("{name}: its last good content keeps being served"));
+                    }
                     &self
                         .files
                         .entry(file)
@@ -86,19 +94,24 @@ impl ManifestCache {
     }
 }
 
-fn read_file(name: &str, path: &Path, len: u64) -> Loaded {
+/// Read one file. `None` in the second place: the file could not be used at all (unreadable, too large,
+/// not YAML), as opposed to a file of which some documents are bad.
+fn read_file(name: &str, path: &Path, len: u64) -> (Loaded, bool) {
     let mut loaded = Loaded::default();
     if len > MAX_FILE_BYTES {
         loaded.problems.push(format!(
             "{name}: larger than {MAX_FILE_BYTES} bytes; not read"
         ));
-        return loaded;
+        return (loaded, false);
     }
-    match std::fs::read_to_string(path) {
+    let usable = match std::fs::read_to_string(path) {
         Ok(text) => load_text(name, &text, &mut loaded),
-        Err(e) => loaded.problems.push(format!("{name}: {e}")),
-    }
-    loaded
+        Err(e) => {
+            loaded.problems.push(format!("{name}: {e}"));
+            false
+        }
+    };
+    (loaded, usable)
 }
 
 /// Add one file's objects; an object defined in an earlier file keeps that definition.
@@ -158,8 +171,8 @@ fn merge(into: &mut Loaded, fragment: &Loaded, file: &str) {
     into.skipped.extend(fragment.skipped.iter().cloned());
 }
 
-/// Add the documents of one file to `loaded`.
-pub fn load_text(file: &str, text: &str, loaded: &mut Loaded) {
+/// Add the documents of one file to `loaded`; `false` when the text is not YAML at all.
+pub fn load_text(file: &str, text: &str, loaded: &mut Loaded) -> bool {
     let documents: Vec<Value> = match serde_saphyr::from_multiple(text) {
         Ok(docs) => docs,
         Err(e) => {
@@ -170,7 +183,7 @@ pub fn load_text(file: &str, text: &str, loaded: &mut Loaded) {
             loaded
                 .problems
                 .push(format!("{file}{at}: not valid YAML: {e}"));
-            return;
+            return false;
         }
     };
     for (index, doc) in documents.into_iter().enumerate() {
@@ -179,6 +192,7 @@ pub fn load_text(file: &str, text: &str, loaded: &mut Loaded) {
             loaded.problems.push(problem);
         }
     }
+    true
 }
 
 fn add_document(doc: Value, loaded: &mut Loaded, origin: &str) -> Result<(), String> {
@@ -250,7 +264,7 @@ mod tests {
 
     fn load(text: &str) -> Loaded {
         let mut loaded = Loaded::default();
-        load_text("test.yaml", text, &mut loaded);
+        let _ = load_text("test.yaml", text, &mut loaded);
         loaded
     }
 
@@ -383,5 +397,39 @@ mod tests {
         assert!(
             loaded.problems[0].contains("2.yml: Service default/same is defined more than once")
         );
+    }
+
+    #[test]
+    fn a_file_that_turns_into_garbage_keeps_its_last_good_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), service("a")).unwrap();
+        let mut cache = ManifestCache::default();
+        assert_eq!(cache.load(dir.path()).unwrap().world.services.len(), 1);
+
+        std::fs::write(dir.path().join("a.yaml"), "kind: [half-written\n").unwrap();
+        let loaded = cache.load(dir.path()).unwrap();
+        assert!(
+            loaded
+                .world
+                .services
+                .contains_key(&ObjectKey::new("default", "a"))
+        );
+        assert!(
+            loaded.problems.iter().any(|p| p.contains("not valid YAML")),
+            "{:?}",
+            loaded.problems
+        );
+        assert!(
+            loaded
+                .problems
+                .iter()
+                .any(|p| p.contains("last good content")),
+            "{:?}",
+            loaded.problems
+        );
+
+        // A new file that is garbage from the start has nothing to keep.
+        std::fs::write(dir.path().join("b.yaml"), "kind: [x\n").unwrap();
+        assert_eq!(cache.load(dir.path()).unwrap().world.services.len(), 1);
     }
 }
