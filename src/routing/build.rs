@@ -430,6 +430,9 @@ pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// A report not yet tied to an Ingress: (warning, reason, message).
+type ReportLine = (bool, &'static str, String);
+
 /// Backends resolved once per build and shared by every route that names the same Service port: one
 /// round-robin position per upstream (as nginx has one upstream block per Service port), and a build that
 /// stays linear with thousands of Ingresses on a few Services.
@@ -438,7 +441,7 @@ struct BackendCache<'w> {
     opts: &'w BuildOptions,
     slices: HashMap<ObjectKey, Vec<&'w EndpointSlice>>,
     /// namespace/service:port → the backend and the reports its resolution made.
-    memo: HashMap<String, (Arc<Backend>, Vec<(bool, &'static str, String)>)>,
+    memo: HashMap<String, (Arc<Backend>, Vec<ReportLine>)>,
 }
 
 impl<'w> BackendCache<'w> {
