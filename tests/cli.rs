@@ -23,13 +23,11 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn unbuilt_commands_exit_non_zero_saying_so() {
-    for args in [&["status", "certificate", "web"][..]] {
-        let out = certgate(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("not implemented yet"), "{args:?}: {stderr}");
-    }
+fn status_is_not_built_yet_and_says_so() {
+    let out = certgate(&["status", "certificate", "web"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not implemented yet"), "{stderr}");
 }
 
 #[test]
