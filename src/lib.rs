@@ -14,6 +14,7 @@ pub mod admin;
 pub mod annotations;
 pub mod app;
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crd;
