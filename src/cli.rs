@@ -63,9 +63,16 @@ pub struct RunArgs {
     /// Directory of YAML manifests (multi-document, *.yaml / *.yml), reloaded on change.
     #[arg(long, value_name = "DIR")]
     pub manifests: PathBuf,
-    /// Where issued Secrets and resource status are written as YAML.
+    /// Where issued Secrets (and ACME account keys) are written as YAML, mode 0600; read back at start.
     #[arg(long, value_name = "DIR", default_value = ".certgate-state")]
     pub state_dir: PathBuf,
+    /// Namespace of the Secrets ClusterIssuers refer to (CA key pair, ACME account key), as cert-manager's
+    /// --cluster-resource-namespace.
+    #[arg(long, default_value = "cert-manager")]
+    pub cluster_resource_namespace: String,
+    /// Upper bound of the wait between failed issuance attempts (it starts at one minute and doubles).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub max_issuance_backoff: std::time::Duration,
 }
 
 /// Flags both serving modes share. Every port may be 0 (ephemeral; the bound address is logged).
@@ -104,6 +111,10 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::crd::duration::parse_go_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

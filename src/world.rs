@@ -12,6 +12,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 
+use crate::crd::certificate::Certificate;
+use crate::crd::issuer::{ClusterIssuer, Issuer};
+
 /// `namespace/name` of a namespaced object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
@@ -61,6 +64,9 @@ pub struct World {
     /// Keyed by the slice's own name; the Service it belongs to is its `kubernetes.io/service-name` label.
     pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     pub secrets: BTreeMap<ObjectKey, Arc<Secret>>,
+    pub certificates: BTreeMap<ObjectKey, Arc<Certificate>>,
+    pub issuers: BTreeMap<ObjectKey, Arc<Issuer>>,
+    pub cluster_issuers: BTreeMap<String, Arc<ClusterIssuer>>,
 }
 
 /// Label that ties an EndpointSlice to its Service.

@@ -60,6 +60,8 @@ impl Stores {
             services: keyed(&self.services),
             endpoint_slices: keyed(&self.slices),
             secrets: keyed(&self.secrets),
+            // Certificates are issued in standalone mode only so far.
+            ..World::default()
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::tls::{SniResolver, server_config};
 
 pub struct DataPlane {
     shared: Arc<Shared>,
+    http_addr: SocketAddr,
     resolver: Arc<SniResolver>,
     tasks: JoinSet<()>,
 }
@@ -49,6 +50,9 @@ impl DataPlane {
                 info!(listener, %addr, "listening");
             }
         }
+        let http_addr = http
+            .local_addr()
+            .map_err(|e| AppError::Bind(SocketAddr::new(common.bind, common.http_port), e))?;
         let mut tasks = JoinSet::new();
         tasks.spawn(server::serve(http, None, shared.clone(), shutdown.clone()));
         tasks.spawn(server::serve(
@@ -60,9 +64,24 @@ impl DataPlane {
         tasks.spawn(crate::admin::serve(admin, shutdown));
         Ok(Self {
             shared,
+            http_addr,
             resolver,
             tasks,
         })
+    }
+
+    /// Pending HTTP-01 challenges the HTTP listener answers.
+    pub fn http01(&self) -> Arc<crate::acme::http01::Http01Tokens> {
+        self.shared.http01.clone()
+    }
+
+    /// Where the HTTP listener is bound (for HTTP-01 self checks; 0.0.0.0 is reached via loopback).
+    pub fn http_addr(&self) -> SocketAddr {
+        if self.http_addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], self.http_addr.port()))
+        } else {
+            self.http_addr
+        }
     }
 
     /// Swap a new configuration in: requests in flight finish on the old one.

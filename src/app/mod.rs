@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod dataplane;
+pub mod issuing;
 pub mod standalone;
 
 use std::net::SocketAddr;

@@ -1,7 +1,8 @@
 //! Standalone mode (`certgate run --manifests DIR`): the proxy fed from a directory of manifests, reloaded
 //! on every change.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::app::dataplane::{DataPlane, ReportLog, log_report};
+use crate::app::issuing::Issuing;
 use crate::app::{AppError, build_options, default_secret};
 use crate::cli::RunArgs;
 use crate::config::{ConfigBuilder, Snapshot};
 use crate::sources::manifests;
 use crate::tls::keypair;
+use crate::world::{ObjectKey, World};
 
 /// A burst of file events (an editor's save, several files copied at once) within this window is one
 /// reload. Short, because it adds directly to the time a change takes to apply.
@@ -40,25 +43,74 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     watcher
         .watch(&args.manifests, RecursiveMode::NonRecursive)
         .map_err(|e| AppError::Watch(args.manifests.clone(), e))?;
-    let first = reloader.load(&args.manifests, &mut builder)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.state_dir)
+        .map_err(|e| AppError::Manifests(args.state_dir.clone(), e))?;
+    let dirs = Dirs {
+        manifests: &args.manifests,
+        state: &args.state_dir,
+    };
+    let (first, mut world) = reloader.load(&dirs, &mut builder)?;
     let dataplane = DataPlane::start(&args.common, first, true, shutdown.clone()).await?;
+    let (mut issuing, mut outcomes) = Issuing::new(
+        args.state_dir.clone(),
+        dataplane.http01(),
+        dataplane.http_addr(),
+        args.cluster_resource_namespace.clone(),
+        args.max_issuance_backoff,
+    );
+    issuing.reconcile(&world.world, &world.user_secrets);
 
     let mut stop = shutdown;
     loop {
-        tokio::select! {
+        let wake = issuing.next_wake().map(tokio::time::Instant::from_std);
+        let reload = tokio::select! {
             event = rx.recv() => {
                 if event.is_none() { break; }
                 while let Ok(Some(_)) = tokio::time::timeout(RELOAD_SETTLE, rx.recv()).await {}
-                match reloader.load(&args.manifests, &mut builder) {
-                    Ok(snapshot) => dataplane.apply(snapshot),
-                    Err(error) => warn!(%error, "reload failed; the previous configuration keeps serving"),
+                true
+            }
+            Some(outcome) = outcomes.recv() => issuing.finish(outcome),
+            _ = sleep_until_some(wake) => false,
+            _ = stop.changed() => break,
+        };
+        if reload {
+            match reloader.load(&dirs, &mut builder) {
+                Ok((snapshot, next)) => {
+                    dataplane.apply(snapshot);
+                    world = next;
+                }
+                Err(error) => {
+                    warn!(%error, "reload failed; the previous configuration keeps serving")
                 }
             }
-            _ = stop.changed() => break,
         }
+        issuing.reconcile(&world.world, &world.user_secrets);
     }
     dataplane.join().await;
     Ok(())
+}
+
+/// Wait until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Dirs<'a> {
+    manifests: &'a Path,
+    state: &'a Path,
+}
+
+/// The objects of both directories: the user's manifests, and the Secrets certgate issued into the state
+/// directory (a Secret the user defines wins, and is never overwritten).
+struct Loaded {
+    world: World,
+    user_secrets: HashSet<ObjectKey>,
 }
 
 /// Reading the manifests ourselves raises access (open/close) events; reacting to them would reload in a
@@ -71,6 +123,7 @@ fn is_change(event: &notify::Result<notify::Event>) -> bool {
 #[derive(Default)]
 struct Reloader {
     cache: manifests::ManifestCache,
+    state: manifests::ManifestCache,
     reports: ReportLog,
     /// Manifest problems and skipped kinds already logged (logged again only after they went away).
     said: BTreeSet<String>,
@@ -78,12 +131,26 @@ struct Reloader {
 
 impl Reloader {
     /// Read the directory (changed files only) and build a snapshot, logging what is new.
-    fn load(&mut self, dir: &Path, builder: &mut ConfigBuilder) -> Result<Snapshot, AppError> {
+    fn load(
+        &mut self,
+        dirs: &Dirs<'_>,
+        builder: &mut ConfigBuilder,
+    ) -> Result<(Snapshot, Loaded), AppError> {
         let started = Instant::now();
-        let loaded = self
+        let dir = dirs.manifests;
+        let mut loaded = self
             .cache
             .load(dir)
             .map_err(|e| AppError::Manifests(dir.to_owned(), e))?;
+        let state = self
+            .state
+            .load(dirs.state)
+            .map_err(|e| AppError::Manifests(dirs.state.to_owned(), e))?;
+        let user_secrets: HashSet<ObjectKey> = loaded.world.secrets.keys().cloned().collect();
+        for (key, secret) in state.world.secrets {
+            loaded.world.secrets.entry(key).or_insert(secret);
+        }
+        loaded.problems.extend(state.problems);
         let read_ms = started.elapsed().as_secs_f64() * 1000.0;
         let now: BTreeSet<String> = loaded
             .problems
@@ -95,7 +162,7 @@ impl Reloader {
             warn!(%problem, "manifest not loaded");
         }
         for skipped in loaded.skipped.iter().filter(|p| !self.said.contains(*p)) {
-            info!(%skipped, "manifest kind not used by the proxy");
+            info!(%skipped, "manifest kind not used by certgate");
         }
         self.said = now;
         let build_started = Instant::now();
@@ -113,7 +180,13 @@ impl Reloader {
             total_ms = started.elapsed().as_secs_f64() * 1000.0,
             "configuration loaded"
         );
-        Ok(snapshot)
+        Ok((
+            snapshot,
+            Loaded {
+                world: loaded.world,
+                user_secrets,
+            },
+        ))
     }
 }
 

@@ -96,7 +96,17 @@ pub fn decide(
             );
         }
     };
-    let mismatches = inspect::matches_request(&info, &wanted.request);
+    // The names and CA flag must match the spec. Usages and subject are the issuer's policy (an ACME CA
+    // chooses them, and sets a commonName nobody asked for), so they are not grounds for re-issuing.
+    let mismatches: Vec<String> = inspect::matches_request(&info, &wanted.request)
+        .into_iter()
+        .filter(|m| {
+            ["dnsNames", "ipAddresses", "uris", "emailAddresses", "isCA"]
+                .iter()
+                .any(|f| m.starts_with(f))
+                || (m.starts_with("commonName") && wanted.request.common_name.is_some())
+        })
+        .collect();
     if !mismatches.is_empty() {
         return issue(
             "RequestChanged",

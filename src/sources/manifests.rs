@@ -155,13 +155,21 @@ fn merge(into: &mut Loaded, fragment: &Loaded, file: &str) {
         file,
         &mut into.problems,
     );
+    let problems = &mut into.problems;
+    add(&mut w.secrets, &f.secrets, "Secret", file, problems);
     add(
-        &mut w.secrets,
-        &f.secrets,
-        "Secret",
+        &mut w.certificates,
+        &f.certificates,
+        "Certificate",
         file,
-        &mut into.problems,
+        problems,
     );
+    add(&mut w.issuers, &f.issuers, "Issuer", file, problems);
+    for (name, issuer) in &f.cluster_issuers {
+        w.cluster_issuers
+            .entry(name.clone())
+            .or_insert_with(|| issuer.clone());
+    }
     for (name, class) in &f.ingress_classes {
         w.ingress_classes
             .entry(name.clone())
@@ -231,6 +239,13 @@ fn add_document(doc: Value, loaded: &mut Loaded, origin: &str) -> Result<(), Str
             insert(&mut w.endpoint_slices, parse(doc, &origin)?)
         }
         ("v1", "Secret") => insert(&mut w.secrets, parse(doc, &origin)?),
+        ("cert-manager.io/v1", "Certificate") => insert(&mut w.certificates, parse(doc, &origin)?),
+        ("cert-manager.io/v1", "Issuer") => insert(&mut w.issuers, parse(doc, &origin)?),
+        ("cert-manager.io/v1", "ClusterIssuer") => {
+            let issuer: crate::crd::issuer::ClusterIssuer = parse(doc, &origin)?;
+            w.cluster_issuers.insert(name, Arc::new(issuer));
+            Ok(())
+        }
         ("networking.k8s.io/v1", "IngressClass") => {
             let class: k8s_openapi::api::networking::v1::IngressClass = parse(doc, &origin)?;
             w.ingress_classes.insert(name, Arc::new(class));
@@ -296,9 +311,25 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_skipped_not_errors() {
-        let l = load("apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: le}\n");
+        let l = load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n");
         assert!(l.problems.is_empty());
-        assert_eq!(l.skipped, ["test.yaml: document 1 (ClusterIssuer le)"]);
+        assert_eq!(l.skipped, ["test.yaml: document 1 (Deployment web)"]);
+    }
+
+    #[test]
+    fn cert_manager_kinds_load() {
+        let l = load(
+            "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: le}\nspec: {selfSigned: {}}\n---\n\
+             apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web}\n\
+             spec: {secretName: web-tls, dnsNames: [a.example.com], issuerRef: {name: le, kind: ClusterIssuer}}\n",
+        );
+        assert_eq!(l.problems, Vec::<String>::new());
+        assert!(l.world.cluster_issuers.contains_key("le"));
+        assert!(
+            l.world
+                .certificates
+                .contains_key(&ObjectKey::new("default", "web"))
+        );
     }
 
     #[test]

@@ -43,18 +43,18 @@ impl Certgate {
     }
 
     fn spawn(mut cmd: Command, extra: &[&str]) -> Self {
-        let ports = [
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--admin-port",
-            "0",
-        ];
+        // Ephemeral loopback ports, unless the test names one itself.
+        for (flag, value) in [
+            ("--bind", "127.0.0.1"),
+            ("--http-port", "0"),
+            ("--https-port", "0"),
+            ("--admin-port", "0"),
+        ] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
         let mut child = cmd
-            .args(ports)
             .args(["--log-format", "json"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -126,10 +126,50 @@ impl Certgate {
 
     /// Wait until a log line contains `needle` (with a deadline).
     pub async fn wait_for_log(&self, needle: &str) -> serde_json::Value {
+        self.wait_for(needle, |v| v.to_string().contains(needle))
+            .await
+    }
+
+    /// Wait for the first log line whose message is one of `messages` (an outcome, success or failure).
+    pub async fn wait_for_log_any(&self, messages: &[&str]) -> serde_json::Value {
+        let what = messages.join(" | ");
+        self.wait_for(&what, |v| {
+            messages.iter().any(|m| v["fields"]["message"] == *m)
+        })
+        .await
+    }
+
+    /// Wait for a log line with this message whose `field` is `value`.
+    pub async fn wait_for_event(
+        &self,
+        message: &str,
+        field: &str,
+        value: &str,
+    ) -> serde_json::Value {
+        let what = format!("{message} with {field}={value}");
+        self.wait_for(&what, |v| {
+            v["fields"]["message"] == message && v["fields"][field] == value
+        })
+        .await
+    }
+
+    async fn wait_for(
+        &self,
+        needle: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let mut changes = self.log_count.clone();
         let wait = async {
             loop {
-                if let Some(v) = self.logs_containing(needle).pop() {
+                if let Some(v) = self
+                    .logs
+                    .lock()
+                    .expect("logs")
+                    .iter()
+                    .rev()
+                    .find(|v| matches(v))
+                    .cloned()
+                {
                     return v;
                 }
                 if changes.changed().await.is_err() {

@@ -1,0 +1,484 @@
+//! Standalone issuing: Certificates and Issuers from the manifest directory; the issued Secrets written as
+//! YAML into `--state-dir` (mode 0600), read back like any manifest, so the proxy serves them at once and a
+//! restart issues nothing twice.
+//!
+//! Decisions are `certs::decide` (pure); this module only schedules: one issuance per Certificate at a
+//! time, failures retried with exponential backoff, renewals woken at their renewal time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::acme::http01::Http01Tokens;
+use crate::certs::decide::{self, Decision, TLS_KEY};
+use crate::certs::issue::{self, AcmeSettings};
+use crate::certs::spec::{self, Wanted};
+use crate::crd::certificate::Certificate;
+use crate::crd::issuer::IssuerSpec;
+use crate::routing::build::secret_data;
+use crate::world::{ObjectKey, World};
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What an issuance task hands back.
+pub struct Outcome {
+    certificate: ObjectKey,
+    secret: ObjectKey,
+    result: Result<Issued, String>,
+}
+
+struct Issued {
+    data: BTreeMap<String, Vec<u8>>,
+    annotations: BTreeMap<String, String>,
+    /// A new ACME account key to store: (Secret, key name in it, PEM).
+    account_key: Option<(ObjectKey, String, String)>,
+}
+
+struct Failure {
+    attempts: u32,
+    retry_at: Instant,
+}
+
+pub struct Issuing {
+    state_dir: PathBuf,
+    tokens: Arc<Http01Tokens>,
+    http_listener: SocketAddr,
+    cluster_resource_namespace: String,
+    max_backoff: Duration,
+    in_flight: HashSet<ObjectKey>,
+    failures: HashMap<ObjectKey, Failure>,
+    /// Certificates whose issuer is not usable yet, with the reason last logged.
+    waiting: HashMap<ObjectKey, String>,
+    /// Earliest renewal among up-to-date Certificates.
+    next_renewal: Option<Instant>,
+    done: mpsc::UnboundedSender<Outcome>,
+}
+
+impl Issuing {
+    pub fn new(
+        state_dir: PathBuf,
+        tokens: Arc<Http01Tokens>,
+        http_listener: SocketAddr,
+        cluster_resource_namespace: String,
+        max_backoff: Duration,
+    ) -> (Self, mpsc::UnboundedReceiver<Outcome>) {
+        let (done, outcomes) = mpsc::unbounded_channel();
+        let issuing = Self {
+            state_dir,
+            tokens,
+            http_listener,
+            cluster_resource_namespace,
+            max_backoff,
+            in_flight: HashSet::new(),
+            failures: HashMap::new(),
+            waiting: HashMap::new(),
+            next_renewal: None,
+            done,
+        };
+        (issuing, outcomes)
+    }
+
+    /// When the loop should call `reconcile` again without any change: a retry or a renewal.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.failures
+            .values()
+            .map(|f| f.retry_at)
+            .chain(self.next_renewal)
+            .min()
+    }
+
+    /// Start an issuance for every Certificate that needs one. `user_secrets`: Secrets the user defines in
+    /// the manifests, which certgate never replaces.
+    pub fn reconcile(&mut self, world: &World, user_secrets: &HashSet<ObjectKey>) {
+        let now = Utc::now();
+        let mut next_renewal: Option<Instant> = None;
+        let (mut up_to_date, mut started) = (0usize, 0usize);
+        for (key, cert) in &world.certificates {
+            let wanted = match spec::wanted(&cert.spec) {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(certificate = %key, reason = "BadConfig", error = %e, "Certificate not issued");
+                    continue;
+                }
+            };
+            let secret_key = ObjectKey::new(key.namespace.clone(), cert.spec.secret_name.clone());
+            let data = world.secrets.get(&secret_key).map(|s| secret_data(s));
+            let reason = match decide::decide(&wanted, data.as_ref(), now) {
+                Decision::UpToDate { renewal_time, .. } => {
+                    self.failures.remove(key);
+                    let wait = (renewal_time - now).to_std().unwrap_or_default();
+                    let at = Instant::now() + wait;
+                    next_renewal = Some(next_renewal.map_or(at, |n| n.min(at)));
+                    up_to_date += 1;
+                    continue;
+                }
+                Decision::Issue { reason, message } => (reason, message),
+            };
+            if user_secrets.contains(&secret_key) {
+                warn!(certificate = %key, secret = %secret_key, "Secret is defined in the manifests and not managed by certgate; not overwritten");
+                continue;
+            }
+            if self.in_flight.contains(key)
+                || self
+                    .failures
+                    .get(key)
+                    .is_some_and(|f| f.retry_at > Instant::now())
+            {
+                continue;
+            }
+            if self.start(world, key.clone(), cert, wanted, secret_key, data) {
+                info!(certificate = %key, reason = reason.0, message = %reason.1, "issuing");
+                started += 1;
+            }
+        }
+        self.next_renewal = next_renewal;
+        if !world.certificates.is_empty() {
+            info!(
+                certificates = world.certificates.len(),
+                up_to_date,
+                started,
+                in_flight = self.in_flight.len(),
+                "certificates reconciled"
+            );
+        }
+    }
+
+    fn start(
+        &mut self,
+        world: &World,
+        key: ObjectKey,
+        cert: &Certificate,
+        wanted: Wanted,
+        secret: ObjectKey,
+        existing: Option<BTreeMap<String, Vec<u8>>>,
+    ) -> bool {
+        // A missing Issuer or issuer Secret is a wait, not a failed attempt: it is re-checked on every
+        // change (an Issuer's CA Secret is often issued by certgate itself a moment later).
+        let plan = match self.plan(world, &key, cert) {
+            Ok(plan) => plan,
+            Err(problem) => {
+                if self.waiting.get(&key) != Some(&problem) {
+                    warn!(certificate = %key, reason = "IssuerNotReady", %problem, "waiting for the issuer");
+                    self.waiting.insert(key, problem);
+                }
+                return false;
+            }
+        };
+        self.waiting.remove(&key);
+        self.in_flight.insert(key.clone());
+        let (tokens, listener, done) = (self.tokens.clone(), self.http_listener, self.done.clone());
+        tokio::spawn(async move {
+            let existing_key = existing
+                .as_ref()
+                .and_then(|d| d.get(TLS_KEY))
+                .and_then(|k| String::from_utf8(k.clone()).ok());
+            let result = run(plan, &wanted, existing_key.as_deref(), &tokens, listener).await;
+            let _ = done.send(Outcome {
+                certificate: key,
+                secret,
+                result,
+            });
+        });
+        true
+    }
+
+    /// Which issuer, with what it needs from other Secrets, resolved now (the task owns no World).
+    fn plan(&self, world: &World, key: &ObjectKey, cert: &Certificate) -> Result<Plan, String> {
+        let r = &cert.spec.issuer_ref;
+        if r.group
+            .as_deref()
+            .is_some_and(|g| !g.is_empty() && g != "cert-manager.io")
+        {
+            return Err(format!(
+                "issuerRef.group {:?}: external issuers are not supported by certgate",
+                r.group
+            ));
+        }
+        let (issuer_spec, secrets_namespace, issuer_kind): (&IssuerSpec, &str, &str) =
+            match r.kind.as_deref() {
+                None | Some("") | Some("Issuer") => {
+                    let issuer = world
+                        .issuers
+                        .get(&ObjectKey::new(key.namespace.clone(), r.name.clone()))
+                        .ok_or_else(|| format!("Issuer {}/{} not found", key.namespace, r.name))?;
+                    (&issuer.spec, &key.namespace, "Issuer")
+                }
+                Some("ClusterIssuer") => {
+                    let issuer = world
+                        .cluster_issuers
+                        .get(&r.name)
+                        .ok_or_else(|| format!("ClusterIssuer {} not found", r.name))?;
+                    (
+                        &issuer.spec,
+                        &self.cluster_resource_namespace,
+                        "ClusterIssuer",
+                    )
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "issuerRef.kind {other:?} is not Issuer or ClusterIssuer"
+                    ));
+                }
+            };
+        let secret = |name: &str| {
+            world
+                .secrets
+                .get(&ObjectKey::new(secrets_namespace, name))
+                .map(|s| secret_data(s))
+        };
+        let mut annotations = BTreeMap::from([
+            (
+                "cert-manager.io/certificate-name".to_owned(),
+                key.name.clone(),
+            ),
+            ("cert-manager.io/issuer-name".to_owned(), r.name.clone()),
+            (
+                "cert-manager.io/issuer-kind".to_owned(),
+                issuer_kind.to_owned(),
+            ),
+            (
+                "cert-manager.io/issuer-group".to_owned(),
+                r.group.clone().unwrap_or_else(|| "cert-manager.io".into()),
+            ),
+        ]);
+        if let Some(cn) = &cert.spec.common_name {
+            annotations.insert("cert-manager.io/common-name".into(), cn.clone());
+        }
+        annotations.insert(
+            "cert-manager.io/alt-names".into(),
+            cert.spec.dns_names.clone().unwrap_or_default().join(","),
+        );
+        annotations.insert(
+            "cert-manager.io/ip-sans".into(),
+            cert.spec.ip_addresses.clone().unwrap_or_default().join(","),
+        );
+        annotations.insert(
+            "cert-manager.io/uri-sans".into(),
+            cert.spec.uris.clone().unwrap_or_default().join(","),
+        );
+
+        let kind = if issuer_spec.self_signed.is_some() {
+            PlanKind::SelfSigned
+        } else if let Some(ca) = &issuer_spec.ca {
+            let data = secret(&ca.secret_name).ok_or_else(|| {
+                format!("CA Secret {secrets_namespace}/{} not found", ca.secret_name)
+            })?;
+            PlanKind::Ca(data)
+        } else if let Some(acme) = &issuer_spec.acme {
+            if acme.skip_tls_verify == Some(true) {
+                return Err("acme.skipTLSVerify is not supported by certgate; give the server's CA in acme.caBundle".into());
+            }
+            let http01 = acme.solvers.iter().flatten().any(|s| s.http01.is_some());
+            if !http01 {
+                return Err("the ACME issuer has no http01 solver; certgate answers HTTP-01 only (DNS-01 is not supported)".into());
+            }
+            let account =
+                ObjectKey::new(secrets_namespace, acme.private_key_secret_ref.name.clone());
+            let account_field = acme
+                .private_key_secret_ref
+                .key
+                .clone()
+                .unwrap_or_else(|| TLS_KEY.into());
+            let account_key_pem = secret(&account.name)
+                .and_then(|d| d.get(&account_field).cloned())
+                .and_then(|k| String::from_utf8(k).ok());
+            PlanKind::Acme {
+                settings: AcmeSettings {
+                    directory: acme.server.clone(),
+                    email: acme.email.clone().filter(|e| !e.is_empty()),
+                    ca_bundle: acme.ca_bundle.as_ref().map(|b| b.0.clone()),
+                    account_secret: account.to_string(),
+                    account_key_pem,
+                },
+                account,
+                account_field,
+            }
+        } else {
+            return Err(format!(
+                "{issuer_kind} {}: only selfSigned, ca and acme issuers are supported by certgate",
+                r.name
+            ));
+        };
+        Ok(Plan { kind, annotations })
+    }
+
+    /// Record an outcome: on success write the Secret (and a new account key) into the state dir.
+    /// Returns whether files changed (the caller reloads).
+    pub fn finish(&mut self, outcome: Outcome) -> bool {
+        self.in_flight.remove(&outcome.certificate);
+        match outcome.result {
+            Ok(issued) => {
+                self.failures.remove(&outcome.certificate);
+                if let Some((secret, field, pem)) = &issued.account_key
+                    && let Err(e) = write_secret(
+                        &self.state_dir,
+                        secret,
+                        BTreeMap::from([(field.clone(), pem.clone().into_bytes())]),
+                        BTreeMap::new(),
+                        false,
+                    )
+                {
+                    warn!(secret = %secret, error = %e, "could not store the ACME account key");
+                }
+                match write_secret(
+                    &self.state_dir,
+                    &outcome.secret,
+                    issued.data,
+                    issued.annotations,
+                    true,
+                ) {
+                    Ok(path) => {
+                        info!(certificate = %outcome.certificate, secret = %outcome.secret, file = %path.display(), "certificate issued");
+                        true
+                    }
+                    Err(e) => {
+                        warn!(certificate = %outcome.certificate, error = %e, "could not write the issued Secret");
+                        false
+                    }
+                }
+            }
+            Err(error) => {
+                let attempts = self
+                    .failures
+                    .get(&outcome.certificate)
+                    .map_or(0, |f| f.attempts)
+                    + 1;
+                let backoff = backoff(attempts, self.max_backoff);
+                warn!(certificate = %outcome.certificate, reason = "Failed", %error, attempts, retry_in_s = backoff.as_secs(), "issuance failed");
+                self.failures.insert(
+                    outcome.certificate,
+                    Failure {
+                        attempts,
+                        retry_at: Instant::now() + backoff,
+                    },
+                );
+                false
+            }
+        }
+    }
+}
+
+/// 1 min, 2, 4, … up to `max`: quick enough for a typo fixed a minute later, and inside Let's Encrypt's
+/// failed-validation limits (5 per hour per name) once it grows.
+pub fn backoff(attempts: u32, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+    FIRST_BACKOFF.saturating_mul(factor).min(max)
+}
+
+struct Plan {
+    kind: PlanKind,
+    annotations: BTreeMap<String, String>,
+}
+
+enum PlanKind {
+    SelfSigned,
+    Ca(BTreeMap<String, Vec<u8>>),
+    Acme {
+        settings: AcmeSettings,
+        account: ObjectKey,
+        account_field: String,
+    },
+}
+
+async fn run(
+    plan: Plan,
+    wanted: &Wanted,
+    existing_key: Option<&str>,
+    tokens: &Http01Tokens,
+    listener: SocketAddr,
+) -> Result<Issued, String> {
+    let key = issue::private_key(wanted, existing_key).map_err(|e| e.to_string())?;
+    let now = Utc::now();
+    let (data, account_key) = match plan.kind {
+        PlanKind::SelfSigned => (
+            issue::self_signed(wanted, &key, now).map_err(|e| e.to_string())?,
+            None,
+        ),
+        PlanKind::Ca(ca) => (
+            issue::with_ca(wanted, &key, &ca, now).map_err(|e| e.to_string())?,
+            None,
+        ),
+        PlanKind::Acme {
+            settings,
+            account,
+            account_field,
+        } => {
+            let issued = issue::acme(&settings, wanted, &key, tokens, listener)
+                .await
+                .map_err(|e| e.to_string())?;
+            (
+                issued.secret,
+                issued
+                    .new_account_key_pem
+                    .map(|pem| (account, account_field, pem)),
+            )
+        }
+    };
+    Ok(Issued {
+        data,
+        annotations: plan.annotations,
+        account_key,
+    })
+}
+
+/// Write a Secret manifest atomically (temporary file, then rename), readable by the owner only: it holds
+/// private keys.
+fn write_secret(
+    dir: &Path,
+    key: &ObjectKey,
+    data: BTreeMap<String, Vec<u8>>,
+    annotations: BTreeMap<String, String>,
+    tls: bool,
+) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(key.name.clone());
+    secret.metadata.namespace = Some(key.namespace.clone());
+    if !annotations.is_empty() {
+        secret.metadata.annotations = Some(annotations);
+    }
+    secret.type_ = Some(if tls { "kubernetes.io/tls" } else { "Opaque" }.into());
+    secret.data = Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect());
+    let mut doc = serde_json::to_value(&secret).map_err(std::io::Error::other)?;
+    doc["apiVersion"] = "v1".into();
+    doc["kind"] = "Secret".into();
+    let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+    let path = dir.join(format!("{}.{}.secret.yaml", key.namespace, key.name));
+    let tmp = dir.join(format!(".{}.{}.tmp", key.namespace, key.name));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_a_minute_and_doubles_up_to_the_bound() {
+        let max = Duration::from_secs(3600);
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n, max).as_secs()).collect();
+        assert_eq!(secs, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(backoff(1000, max), max);
+    }
+}

@@ -1,0 +1,203 @@
+//! Certificate issuance in standalone mode: Issuers and Certificates from the manifest directory, the
+//! issued Secrets written to the state directory and served by the proxy at once. ACME against the real
+//! Pebble, with HTTP-01 answered by certgate's own listener; SelfSigned and CA issuers locally.
+
+mod support;
+
+use std::path::Path;
+
+use base64::Engine;
+use reqwest::StatusCode;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+
+use support::backend;
+use support::certgate::Certgate;
+use support::http::client;
+
+fn write(dir: &Path, file: &str, docs: &[Value]) {
+    let text: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::to_string_pretty(d).expect("json"))
+        .collect();
+    std::fs::write(dir.join(file), text.join("\n---\n")).expect("write manifest");
+}
+
+/// A Service + EndpointSlice for the backend and an Ingress serving `host` over TLS from `secret`.
+fn site(host: &str, secret: &str, backend: std::net::SocketAddr) -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"ports": [{"name": "http", "port": 80}]}}),
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4", "ports": [{"name": "http", "port": backend.port()}],
+               "endpoints": [{"addresses": ["127.0.0.1"]}]}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+               "spec": {"tls": [{"hosts": [host], "secretName": secret}],
+                        "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                                   "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+    ]
+}
+
+fn certificate(name: &str, secret: &str, issuer: (&str, &str), extra: Value) -> Value {
+    let mut c = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": name},
+                       "spec": {"secretName": secret, "issuerRef": {"name": issuer.0, "kind": issuer.1}}});
+    if let (Some(spec), Some(extra)) = (c["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    c
+}
+
+fn state_file(state: &Path, ns: &str, name: &str) -> Value {
+    let text = std::fs::read_to_string(state.join(format!("{ns}.{name}.secret.yaml")))
+        .expect("issued Secret file");
+    serde_json::from_str(&text).expect("Secret JSON")
+}
+
+fn pem_field(secret: &Value, field: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][field].as_str().expect(field))
+        .expect("base64")
+}
+
+#[tokio::test]
+async fn self_signed_ca_chain_issues_and_is_served_at_once() {
+    let site_backend = backend::start("site").await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = "leaf.example.com";
+    let mut docs = site(host, "leaf-tls", site_backend.addr);
+    docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "bootstrap"},
+                     "spec": {"selfSigned": {}}}));
+    docs.push(certificate("root-ca", "root-ca-tls", ("bootstrap", "ClusterIssuer"),
+        json!({"isCA": true, "commonName": "certgate test root", "privateKey": {"algorithm": "ECDSA"}})));
+    docs.push(
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "ca"},
+                     "spec": {"ca": {"secretName": "root-ca-tls"}}}),
+    );
+    docs.push(certificate(
+        "leaf",
+        "leaf-tls",
+        ("ca", "Issuer"),
+        json!({"dnsNames": [host], "privateKey": {"algorithm": "ECDSA", "encoding": "PKCS8"}}),
+    ));
+    write(dir.path(), "all.yaml", &docs);
+    let state = dir.path().join(".state");
+    let cg = Certgate::start(dir.path(), &[]);
+
+    cg.wait_for_event("certificate issued", "secret", "default/leaf-tls")
+        .await;
+    let leaf = state_file(&state, "default", "leaf-tls");
+    assert_eq!(leaf["type"], "kubernetes.io/tls");
+    assert_eq!(
+        leaf["metadata"]["annotations"]["cert-manager.io/issuer-kind"],
+        "Issuer"
+    );
+    assert_eq!(
+        leaf["metadata"]["annotations"]["cert-manager.io/alt-names"],
+        host
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state.join("default.leaf-tls.secret.yaml"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "issued Secrets hold private keys");
+    let ca_pem = pem_field(&state_file(&state, "default", "root-ca-tls"), "tls.crt");
+    let ca = CertificateDer::from_pem_slice(&ca_pem).unwrap();
+
+    // Served by the proxy without a restart, verified against the CA that issued it.
+    let c = client(Some(&ca));
+    let url = format!("https://{host}:{}/", cg.https.port());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match c.get(&url).send().await {
+            Ok(resp) if resp.status() == StatusCode::OK => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "not served with the issued certificate: {other:?}"
+            ),
+        }
+    }
+
+    // A restart reads the state directory: nothing is issued twice.
+    drop(cg);
+    let again = Certgate::start(dir.path(), &[]);
+    let line = again.wait_for_log("certificates reconciled").await;
+    assert_eq!(line["fields"]["started"], 0, "{line}");
+    assert_eq!(line["fields"]["up_to_date"], 2, "{line}");
+}
+
+#[tokio::test]
+async fn acme_issuance_with_http01_on_certgates_own_listener() {
+    let Some([directory, acme_ca, pebble_roots, http_port]) = support::dev_cluster_env([
+        "CERTGATE_ACME_DIRECTORY",
+        "CERTGATE_ACME_CA",
+        "CERTGATE_PEBBLE_ROOTS",
+        "PEBBLE_HTTP_PORT",
+    ]) else {
+        return;
+    };
+    let site_backend = backend::start("site").await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = format!("{}.certgate.test", support::unique_name("acme"));
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    let mut docs = site(&host, "acme-tls", site_backend.addr);
+    // A ClusterIssuer as cert-manager's documentation writes it, pointed at Pebble.
+    docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "pebble"},
+        "spec": {"acme": {"server": directory, "email": "ops@example.com", "caBundle": ca_bundle,
+                          "privateKeySecretRef": {"name": "pebble-account"},
+                          "solvers": [{"http01": {"ingress": {"ingressClassName": "certgate"}}}]}}}));
+    docs.push(certificate(
+        "acme",
+        "acme-tls",
+        ("pebble", "ClusterIssuer"),
+        json!({"dnsNames": [host], "privateKey": {"algorithm": "ECDSA"}}),
+    ));
+    write(dir.path(), "all.yaml", &docs);
+    let state = dir.path().join(".state");
+    // Pebble validates against 127.0.0.1:PEBBLE_HTTP_PORT: certgate's own HTTP listener is there.
+    let cg = Certgate::start(dir.path(), &["--http-port", &http_port]);
+
+    let done = cg
+        .wait_for_log_any(&["certificate issued", "issuance failed"])
+        .await;
+    assert_eq!(done["fields"]["message"], "certificate issued", "{done}");
+    let issued = state_file(&state, "default", "acme-tls");
+    let account = state_file(&state, "cert-manager", "pebble-account");
+    assert!(
+        String::from_utf8(pem_field(&account, "tls.key"))
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    let chain_pem = pem_field(&issued, "tls.crt");
+    assert!(
+        CertificateDer::pem_slice_iter(&chain_pem).count() >= 2,
+        "leaf and intermediate"
+    );
+
+    // HTTPS to the host serves the Pebble-issued chain, verified against Pebble's roots.
+    let root = CertificateDer::pem_file_iter(&pebble_roots)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let c = client(Some(&root));
+    let url = format!("https://{host}:{}/", cg.https.port());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match c.get(&url).send().await {
+            Ok(resp) if resp.status() == StatusCode::OK => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "not served with the ACME certificate: {other:?}"
+            ),
+        }
+    }
+    // The account key is reused after a restart: no new registration, nothing issued twice.
+    drop(cg);
+    let again = Certgate::start(dir.path(), &["--http-port", &http_port]);
+    let line = again.wait_for_log("certificates reconciled").await;
+    assert_eq!(line["fields"]["started"], 0, "{line}");
+}
