@@ -25,7 +25,7 @@ fn write(dir: &Path, file: &str, docs: &[Value]) {
 }
 
 /// A Service + EndpointSlice for the backend and an Ingress serving `host` over TLS from `secret`.
-fn site(host: &str, secret: &str, backend: std::net::SocketAddr) -> Vec<Value> {
+fn site(host: &str, secret: &str, backend: std::net::SocketAddr, annotations: Value) -> Vec<Value> {
     vec![
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                "spec": {"ports": [{"name": "http", "port": 80}]}}),
@@ -33,7 +33,7 @@ fn site(host: &str, secret: &str, backend: std::net::SocketAddr) -> Vec<Value> {
                "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
                "addressType": "IPv4", "ports": [{"name": "http", "port": backend.port()}],
                "endpoints": [{"addresses": ["127.0.0.1"]}]}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "annotations": annotations},
                "spec": {"tls": [{"hosts": [host], "secretName": secret}],
                         "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
                                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
@@ -66,7 +66,7 @@ async fn self_signed_ca_chain_issues_and_is_served_at_once() {
     let site_backend = backend::start("site").await;
     let dir = tempfile::tempdir().unwrap();
     let host = "leaf.example.com";
-    let mut docs = site(host, "leaf-tls", site_backend.addr);
+    let mut docs = site(host, "leaf-tls", site_backend.addr, json!({}));
     docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "bootstrap"},
                      "spec": {"selfSigned": {}}}));
     docs.push(certificate("root-ca", "root-ca-tls", ("bootstrap", "ClusterIssuer"),
@@ -129,7 +129,7 @@ async fn self_signed_ca_chain_issues_and_is_served_at_once() {
 }
 
 #[tokio::test]
-async fn acme_issuance_with_http01_on_certgates_own_listener() {
+async fn annotated_ingress_gets_an_acme_certificate_over_http01_on_certgates_own_listener() {
     let Some([directory, acme_ca, pebble_roots, http_port]) = support::dev_cluster_env([
         "CERTGATE_ACME_DIRECTORY",
         "CERTGATE_ACME_CA",
@@ -143,18 +143,18 @@ async fn acme_issuance_with_http01_on_certgates_own_listener() {
     let host = format!("{}.certgate.test", support::unique_name("acme"));
     let ca_bundle =
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
-    let mut docs = site(&host, "acme-tls", site_backend.addr);
+    // The user's whole workflow: an Ingress annotated with the ClusterIssuer, nothing else.
+    let mut docs = site(
+        &host,
+        "acme-tls",
+        site_backend.addr,
+        json!({"cert-manager.io/cluster-issuer": "pebble"}),
+    );
     // A ClusterIssuer as cert-manager's documentation writes it, pointed at Pebble.
     docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "pebble"},
         "spec": {"acme": {"server": directory, "email": "ops@example.com", "caBundle": ca_bundle,
                           "privateKeySecretRef": {"name": "pebble-account"},
                           "solvers": [{"http01": {"ingress": {"ingressClassName": "certgate"}}}]}}}));
-    docs.push(certificate(
-        "acme",
-        "acme-tls",
-        ("pebble", "ClusterIssuer"),
-        json!({"dnsNames": [host], "privateKey": {"algorithm": "ECDSA"}}),
-    ));
     write(dir.path(), "all.yaml", &docs);
     let state = dir.path().join(".state");
     // Pebble validates against 127.0.0.1:PEBBLE_HTTP_PORT: certgate's own HTTP listener is there.
@@ -195,6 +195,16 @@ async fn acme_issuance_with_http01_on_certgates_own_listener() {
             ),
         }
     }
+    // HTTP to the host redirects to HTTPS (it has TLS now).
+    let plain = c
+        .get(format!("http://{host}:{http_port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::PERMANENT_REDIRECT);
+    let issued_meta = &issued["metadata"]["annotations"];
+    assert_eq!(issued_meta["cert-manager.io/certificate-name"], "acme-tls");
+    assert_eq!(issued_meta["cert-manager.io/issuer-kind"], "ClusterIssuer");
     // The account key is reused after a restart: no new registration, nothing issued twice.
     drop(cg);
     let again = Certgate::start(dir.path(), &["--http-port", &http_port]);

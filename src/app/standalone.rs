@@ -151,6 +151,21 @@ impl Reloader {
             loaded.world.secrets.entry(key).or_insert(secret);
         }
         loaded.problems.extend(state.problems);
+        // ingress-shim: Certificates the annotated Ingresses ask for; one written in the manifests wins.
+        let mut derived = Vec::new();
+        for (key, ing) in &loaded.world.ingresses {
+            match crate::certs::shim::certificates(ing, None) {
+                Ok(certs) => derived.extend(certs),
+                Err(bad) => loaded.problems.push(format!("Ingress {key}: {bad}")),
+            }
+        }
+        for cert in derived {
+            loaded
+                .world
+                .certificates
+                .entry(ObjectKey::of(&cert))
+                .or_insert_with(|| std::sync::Arc::new(cert));
+        }
         let read_ms = started.elapsed().as_secs_f64() * 1000.0;
         let now: BTreeSet<String> = loaded
             .problems

@@ -5,4 +5,5 @@
 
 pub mod decide;
 pub mod issue;
+pub mod shim;
 pub mod spec;
