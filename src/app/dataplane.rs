@@ -31,7 +31,12 @@ impl DataPlane {
         allow_loopback: bool,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, AppError> {
-        let hsts = (common.hsts != "off").then(|| common.hsts.clone());
+        let hsts = match common.hsts.as_str() {
+            "off" => None,
+            value => Some(hyper::header::HeaderValue::from_str(value).map_err(|_| {
+                AppError::Flag(format!("--hsts {value:?} is not a valid header value"))
+            })?),
+        };
         let shared = Shared::new(first.routes, hsts, allow_loopback);
         let resolver = Arc::new(SniResolver::new(first.certs));
         let tls = server_config(resolver.clone()).map_err(|e| AppError::Tls(e.to_string()))?;

@@ -25,6 +25,8 @@ pub enum AppError {
     DefaultCertificate(String),
     #[error("watching {0}: {1}")]
     Watch(PathBuf, notify::Error),
+    #[error("{0}")]
+    Flag(String),
     #[error("Kubernetes: {0}")]
     Kube(String),
 }

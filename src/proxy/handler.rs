@@ -67,7 +67,8 @@ pub async fn handle(
     let policy = match &target.policy {
         Ok(policy) => policy,
         Err(reason) => {
-            warn!(ingress = %target.ingress, %reason, "path not served: invalid annotation");
+            // Reported once when the configuration was built; per request only at debug level.
+            debug!(ingress = %target.ingress, %reason, "path not served: invalid annotation");
             return status(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable");
         }
     };
@@ -98,10 +99,9 @@ pub async fn handle(
     if conn.tls
         && host_rules.tls
         && let Some(hsts) = &shared.hsts
-        && let Ok(v) = HeaderValue::from_str(hsts)
     {
         resp.headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, v);
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     resp
 }
@@ -149,7 +149,7 @@ fn check_auth(
         Ok(users) => users,
         Err(reason) => {
             // SECURITY: a broken auth Secret closes the paths; it never opens them.
-            warn!(ingress = %target.ingress, %reason, "basic auth unavailable");
+            debug!(ingress = %target.ingress, %reason, "basic auth unavailable");
             return Some(status(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable",

@@ -27,14 +27,18 @@ pub struct Shared {
     /// Pending HTTP-01 challenges, answered before routing.
     pub http01: Arc<crate::acme::http01::Http01Tokens>,
     /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
-    pub hsts: Option<String>,
+    pub hsts: Option<hyper::header::HeaderValue>,
     allow_loopback: bool,
     /// The bound HTTPS port (redirects name it when it is not 443); set once the listener is bound.
     https_port: AtomicU16,
 }
 
 impl Shared {
-    pub fn new(routes: RouteTable, hsts: Option<String>, allow_loopback: bool) -> Arc<Self> {
+    pub fn new(
+        routes: RouteTable,
+        hsts: Option<hyper::header::HeaderValue>,
+        allow_loopback: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
             upstream: forward::Upstream::new(),
