@@ -66,13 +66,6 @@ pub struct RunArgs {
     /// Where issued Secrets (and ACME account keys) are written as YAML, mode 0600; read back at start.
     #[arg(long, value_name = "DIR", default_value = ".certgate-state")]
     pub state_dir: PathBuf,
-    /// Namespace of the Secrets ClusterIssuers refer to (CA key pair, ACME account key), as cert-manager's
-    /// --cluster-resource-namespace.
-    #[arg(long, default_value = "cert-manager")]
-    pub cluster_resource_namespace: String,
-    /// Upper bound of the wait between failed issuance attempts (it starts at one minute and doubles).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
-    pub max_issuance_backoff: std::time::Duration,
 }
 
 /// Flags both serving modes share. Every port may be 0 (ephemeral; the bound address is logged).
@@ -108,6 +101,13 @@ pub struct CommonArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    /// Namespace of the Secrets ClusterIssuers refer to (CA key pair, ACME account key), as cert-manager's
+    /// --cluster-resource-namespace.
+    #[arg(long, default_value = "cert-manager")]
+    pub cluster_resource_namespace: String,
+    /// Upper bound of the wait between failed issuance attempts (it starts at one minute and doubles).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub max_issuance_backoff: std::time::Duration,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -19,12 +19,16 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::app::dataplane::{DataPlane, ReportLog, log_report};
+use crate::app::issuing::{Issuing, Sink};
 use crate::app::{AppError, build_options, default_secret};
 use crate::cli::ControllerArgs;
 use crate::config::ConfigBuilder;
+use crate::crd::certificate::Certificate;
+use crate::crd::issuer::{ClusterIssuer, Issuer};
 use crate::routing::build::Report;
 use crate::tls::keypair;
 use crate::world::{ObjectKey, World};
+use std::collections::HashSet;
 
 /// Reflector caches of everything the proxy reads.
 struct Stores {
@@ -33,6 +37,14 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    /// Present when the cert-manager CRDs are installed.
+    certs: Option<CertStores>,
+}
+
+struct CertStores {
+    certificates: Store<Certificate>,
+    issuers: Store<Issuer>,
+    cluster_issuers: Store<ClusterIssuer>,
 }
 
 impl Stores {
@@ -60,8 +72,27 @@ impl Stores {
             services: keyed(&self.services),
             endpoint_slices: keyed(&self.slices),
             secrets: keyed(&self.secrets),
-            // Certificates are issued in standalone mode only so far.
-            ..World::default()
+            certificates: self
+                .certs
+                .as_ref()
+                .map(|c| keyed(&c.certificates))
+                .unwrap_or_default(),
+            issuers: self
+                .certs
+                .as_ref()
+                .map(|c| keyed(&c.issuers))
+                .unwrap_or_default(),
+            cluster_issuers: self
+                .certs
+                .as_ref()
+                .map(|c| {
+                    c.cluster_issuers
+                        .state()
+                        .into_iter()
+                        .map(|i| (i.name_any(), i))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -127,6 +158,18 @@ pub async fn run(
         services: reflect(&client, changed.clone(), &mut watches),
         slices: reflect(&client, changed.clone(), &mut watches),
         secrets: reflect(&client, changed.clone(), &mut watches),
+        certs: if cert_manager_crds_installed(&client).await {
+            Some(CertStores {
+                certificates: reflect(&client, changed.clone(), &mut watches),
+                issuers: reflect(&client, changed.clone(), &mut watches),
+                cluster_issuers: reflect(&client, changed.clone(), &mut watches),
+            })
+        } else {
+            warn!(
+                "the cert-manager CRDs are not installed (`certgate crds | kubectl apply -f -`); certificates are not issued"
+            );
+            None
+        },
     };
     // Serve nothing until every cache holds the cluster's state: a partial view would answer 404/503
     // for routes that exist.
@@ -135,7 +178,13 @@ pub async fn run(
         stores.classes.wait_until_ready().await?;
         stores.services.wait_until_ready().await?;
         stores.slices.wait_until_ready().await?;
-        stores.secrets.wait_until_ready().await
+        stores.secrets.wait_until_ready().await?;
+        if let Some(c) = &stores.certs {
+            c.certificates.wait_until_ready().await?;
+            c.issuers.wait_until_ready().await?;
+            c.cluster_issuers.wait_until_ready().await?;
+        }
+        Ok::<(), reflector::store::WriterDropped>(())
     };
     synced
         .await
@@ -146,14 +195,32 @@ pub async fn run(
     let (first, world) = rebuild(&stores, &mut builder);
     publish(&recorder, &world, reports.fresh(&first.reports));
     let dataplane = DataPlane::start(&args.common, first, allow_loopback, shutdown.clone()).await?;
+    let (mut issuing, mut outcomes) = Issuing::new(
+        Sink::Kube(client.clone()),
+        dataplane.http01(),
+        dataplane.http_addr(),
+        args.common.cluster_resource_namespace.clone(),
+        args.common.max_issuance_backoff,
+    );
+    issuing.reconcile(&world, &foreign_secrets(&world));
 
     let mut stop = shutdown;
     loop {
+        let wake = issuing.next_wake().map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = changed.notified() => {
                 let (snapshot, world) = rebuild(&stores, &mut builder);
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
                 dataplane.apply(snapshot);
+                issuing.reconcile(&world, &foreign_secrets(&world));
+            }
+            Some(outcome) = outcomes.recv() => {
+                // The written Secret comes back through the watch and triggers the next reconcile.
+                issuing.finish(outcome).await;
+            }
+            _ = crate::app::sleep_until_some(wake) => {
+                let world = stores.world();
+                issuing.reconcile(&world, &foreign_secrets(&world));
             }
             _ = stop.changed() => break,
         }
@@ -161,6 +228,29 @@ pub async fn run(
     watches.abort_all();
     dataplane.join().await;
     Ok(())
+}
+
+/// Is the cert-manager API served? (A one-item list: "is the CRD installed?" instead of a failing watch.)
+async fn cert_manager_crds_installed(client: &Client) -> bool {
+    let api: Api<Certificate> = Api::all(client.clone());
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_ok()
+}
+
+/// Secrets a Certificate names that certgate must not replace: they exist and were not made for it
+/// (their `cert-manager.io/certificate-name` annotation names another Certificate, or none).
+fn foreign_secrets(world: &World) -> HashSet<ObjectKey> {
+    world
+        .certificates
+        .iter()
+        .filter_map(|(key, cert)| {
+            let secret_key = ObjectKey::new(key.namespace.clone(), cert.spec.secret_name.clone());
+            let secret = world.secrets.get(&secret_key)?;
+            let owner = secret.annotations().get("cert-manager.io/certificate-name");
+            (owner != Some(&key.name)).then_some(secret_key)
+        })
+        .collect()
 }
 
 fn rebuild(stores: &Stores, builder: &mut ConfigBuilder) -> (crate::config::Snapshot, World) {

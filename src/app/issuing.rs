@@ -47,8 +47,87 @@ struct Failure {
     retry_at: Instant,
 }
 
+/// Where issued Secrets and Certificate status go: YAML files in standalone mode, the API server in
+/// Kubernetes mode (server-side apply, one field manager; status through the status subresource).
+#[derive(Clone)]
+pub enum Sink {
+    Files(PathBuf),
+    Kube(kube::Client),
+}
+
+/// Field manager of every write certgate makes.
+pub const MANAGER: &str = "certgate";
+
+impl Sink {
+    async fn write_secret(
+        &self,
+        key: &ObjectKey,
+        data: BTreeMap<String, Vec<u8>>,
+        annotations: BTreeMap<String, String>,
+        tls: bool,
+    ) -> Result<String, String> {
+        match self {
+            Sink::Files(dir) => write_secret(dir, key, data, annotations, tls)
+                .map(|p| p.display().to_string())
+                .map_err(|e| e.to_string()),
+            Sink::Kube(client) => {
+                let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &key.namespace);
+                let doc = secret_doc(key, data, annotations, tls);
+                let params = kube::api::PatchParams::apply(MANAGER).force();
+                api.patch(&key.name, &params, &kube::api::Patch::Apply(&doc))
+                    .await
+                    .map(|_| format!("Secret {key}"))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Set the Certificate's status (Kubernetes mode only; standalone mode logs it).
+    async fn certificate_status(&self, key: &ObjectKey, status: serde_json::Value) {
+        let Sink::Kube(client) = self else { return };
+        let api: kube::Api<Certificate> = kube::Api::namespaced(client.clone(), &key.namespace);
+        let patch = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "status": status});
+        let params = kube::api::PatchParams::apply(MANAGER).force();
+        if let Err(error) = api
+            .patch_status(&key.name, &params, &kube::api::Patch::Apply(&patch))
+            .await
+        {
+            warn!(certificate = %key, %error, "could not update Certificate status");
+        }
+    }
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> serde_json::Value {
+    serde_json::json!({"type": type_, "status": status, "reason": reason, "message": message,
+                       "lastTransitionTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                       "observedGeneration": generation})
+}
+
+/// Is the Certificate's status already Ready for this certificate? (Then nothing is written.)
+fn status_is_ready_for(cert: &Certificate, not_after: chrono::DateTime<Utc>) -> bool {
+    let Some(status) = &cert.status else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True");
+    ready
+        && status
+            .not_after
+            .as_ref()
+            .is_some_and(|t| t.0.as_second() == not_after.timestamp())
+}
+
 pub struct Issuing {
-    state_dir: PathBuf,
+    sink: Sink,
     tokens: Arc<Http01Tokens>,
     http_listener: SocketAddr,
     cluster_resource_namespace: String,
@@ -64,7 +143,7 @@ pub struct Issuing {
 
 impl Issuing {
     pub fn new(
-        state_dir: PathBuf,
+        sink: Sink,
         tokens: Arc<Http01Tokens>,
         http_listener: SocketAddr,
         cluster_resource_namespace: String,
@@ -72,7 +151,7 @@ impl Issuing {
     ) -> (Self, mpsc::UnboundedReceiver<Outcome>) {
         let (done, outcomes) = mpsc::unbounded_channel();
         let issuing = Self {
-            state_dir,
+            sink,
             tokens,
             http_listener,
             cluster_resource_namespace,
@@ -95,9 +174,9 @@ impl Issuing {
             .min()
     }
 
-    /// Start an issuance for every Certificate that needs one. `user_secrets`: Secrets the user defines in
-    /// the manifests, which certgate never replaces.
-    pub fn reconcile(&mut self, world: &World, user_secrets: &HashSet<ObjectKey>) {
+    /// Start an issuance for every Certificate that needs one. `foreign_secrets`: Secrets certgate must
+    /// not replace (defined in the manifests, or in Kubernetes not made for this Certificate).
+    pub fn reconcile(&mut self, world: &World, foreign_secrets: &HashSet<ObjectKey>) {
         let now = Utc::now();
         let mut next_renewal: Option<Instant> = None;
         let (mut up_to_date, mut started) = (0usize, 0usize);
@@ -112,8 +191,23 @@ impl Issuing {
             let secret_key = ObjectKey::new(key.namespace.clone(), cert.spec.secret_name.clone());
             let data = world.secrets.get(&secret_key).map(|s| secret_data(s));
             let reason = match decide::decide(&wanted, data.as_ref(), now) {
-                Decision::UpToDate { renewal_time, .. } => {
+                Decision::UpToDate {
+                    not_before,
+                    not_after,
+                    renewal_time,
+                } => {
                     self.failures.remove(key);
+                    if matches!(self.sink, Sink::Kube(_)) && !status_is_ready_for(cert, not_after) {
+                        let secs = chrono::SecondsFormat::Secs;
+                        let status = serde_json::json!({
+                            "conditions": [condition("Ready", "True", "Ready", "Certificate is up to date and has not expired", cert.metadata.generation)],
+                            "notBefore": not_before.to_rfc3339_opts(secs, true),
+                            "notAfter": not_after.to_rfc3339_opts(secs, true),
+                            "renewalTime": renewal_time.to_rfc3339_opts(secs, true),
+                        });
+                        let (sink, key) = (self.sink.clone(), key.clone());
+                        tokio::spawn(async move { sink.certificate_status(&key, status).await });
+                    }
                     let wait = (renewal_time - now).to_std().unwrap_or_default();
                     let at = Instant::now() + wait;
                     next_renewal = Some(next_renewal.map_or(at, |n| n.min(at)));
@@ -122,8 +216,11 @@ impl Issuing {
                 }
                 Decision::Issue { reason, message } => (reason, message),
             };
-            if user_secrets.contains(&secret_key) {
-                warn!(certificate = %key, secret = %secret_key, "Secret is defined in the manifests and not managed by certgate; not overwritten");
+            if foreign_secrets.contains(&secret_key) {
+                if self.waiting.get(key).map(String::as_str) != Some("foreign") {
+                    warn!(certificate = %key, secret = %secret_key, "the Secret exists and is not managed by certgate for this Certificate; not overwritten");
+                    self.waiting.insert(key.clone(), "foreign".into());
+                }
                 continue;
             }
             if self.in_flight.contains(key)
@@ -312,31 +409,31 @@ impl Issuing {
 
     /// Record an outcome: on success write the Secret (and a new account key) into the state dir.
     /// Returns whether files changed (the caller reloads).
-    pub fn finish(&mut self, outcome: Outcome) -> bool {
+    pub async fn finish(&mut self, outcome: Outcome) -> bool {
         self.in_flight.remove(&outcome.certificate);
         match outcome.result {
             Ok(issued) => {
                 self.failures.remove(&outcome.certificate);
                 if let Some((secret, field, pem)) = &issued.account_key
-                    && let Err(e) = write_secret(
-                        &self.state_dir,
-                        secret,
-                        BTreeMap::from([(field.clone(), pem.clone().into_bytes())]),
-                        BTreeMap::new(),
-                        false,
-                    )
+                    && let Err(e) = self
+                        .sink
+                        .write_secret(
+                            secret,
+                            BTreeMap::from([(field.clone(), pem.clone().into_bytes())]),
+                            BTreeMap::new(),
+                            false,
+                        )
+                        .await
                 {
                     warn!(secret = %secret, error = %e, "could not store the ACME account key");
                 }
-                match write_secret(
-                    &self.state_dir,
-                    &outcome.secret,
-                    issued.data,
-                    issued.annotations,
-                    true,
-                ) {
-                    Ok(path) => {
-                        info!(certificate = %outcome.certificate, secret = %outcome.secret, file = %path.display(), "certificate issued");
+                match self
+                    .sink
+                    .write_secret(&outcome.secret, issued.data, issued.annotations, true)
+                    .await
+                {
+                    Ok(written) => {
+                        info!(certificate = %outcome.certificate, secret = %outcome.secret, to = %written, "certificate issued");
                         true
                     }
                     Err(e) => {
@@ -353,6 +450,17 @@ impl Issuing {
                     + 1;
                 let backoff = backoff(attempts, self.max_backoff);
                 warn!(certificate = %outcome.certificate, reason = "Failed", %error, attempts, retry_in_s = backoff.as_secs(), "issuance failed");
+                let status = serde_json::json!({
+                    "conditions": [
+                        condition("Ready", "False", "Failed", &error, None),
+                        condition("Issuing", "False", "Failed", &format!("The certificate request has failed to complete and will be retried: {error}"), None),
+                    ],
+                    "lastFailureTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "failedIssuanceAttempts": attempts,
+                });
+                self.sink
+                    .certificate_status(&outcome.certificate, status)
+                    .await;
                 self.failures.insert(
                     outcome.certificate,
                     Failure {
@@ -444,17 +552,7 @@ fn write_secret(
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let mut secret = Secret::default();
-    secret.metadata.name = Some(key.name.clone());
-    secret.metadata.namespace = Some(key.namespace.clone());
-    if !annotations.is_empty() {
-        secret.metadata.annotations = Some(annotations);
-    }
-    secret.type_ = Some(if tls { "kubernetes.io/tls" } else { "Opaque" }.into());
-    secret.data = Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect());
-    let mut doc = serde_json::to_value(&secret).map_err(std::io::Error::other)?;
-    doc["apiVersion"] = "v1".into();
-    doc["kind"] = "Secret".into();
+    let doc = secret_doc(key, data, annotations, tls);
     let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
     let path = dir.join(format!("{}.{}.secret.yaml", key.namespace, key.name));
     let tmp = dir.join(format!(".{}.{}.tmp", key.namespace, key.name));
@@ -468,6 +566,27 @@ fn write_secret(
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
+}
+
+/// A `v1/Secret` document with the issued data.
+fn secret_doc(
+    key: &ObjectKey,
+    data: BTreeMap<String, Vec<u8>>,
+    annotations: BTreeMap<String, String>,
+    tls: bool,
+) -> serde_json::Value {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(key.name.clone());
+    secret.metadata.namespace = Some(key.namespace.clone());
+    if !annotations.is_empty() {
+        secret.metadata.annotations = Some(annotations);
+    }
+    secret.type_ = Some(if tls { "kubernetes.io/tls" } else { "Opaque" }.into());
+    secret.data = Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect());
+    let mut doc = serde_json::to_value(&secret).unwrap_or_default();
+    doc["apiVersion"] = "v1".into();
+    doc["kind"] = "Secret".into();
+    doc
 }
 
 #[cfg(test)]

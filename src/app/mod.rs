@@ -54,3 +54,11 @@ pub fn default_secret(common: &CommonArgs) -> Result<Option<ObjectKey>, AppError
         _ => Err(AppError::DefaultCertificate(reference.clone())),
     }
 }
+
+/// Wait until `at`, or forever when there is nothing to wait for.
+pub async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

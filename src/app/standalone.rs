@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::app::dataplane::{DataPlane, ReportLog, log_report};
-use crate::app::issuing::Issuing;
+use crate::app::issuing::{Issuing, Sink};
 use crate::app::{AppError, build_options, default_secret};
 use crate::cli::RunArgs;
 use crate::config::{ConfigBuilder, Snapshot};
@@ -55,11 +55,11 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     let (first, mut world) = reloader.load(&dirs, &mut builder)?;
     let dataplane = DataPlane::start(&args.common, first, true, shutdown.clone()).await?;
     let (mut issuing, mut outcomes) = Issuing::new(
-        args.state_dir.clone(),
+        Sink::Files(args.state_dir.clone()),
         dataplane.http01(),
         dataplane.http_addr(),
-        args.cluster_resource_namespace.clone(),
-        args.max_issuance_backoff,
+        args.common.cluster_resource_namespace.clone(),
+        args.common.max_issuance_backoff,
     );
     issuing.reconcile(&world.world, &world.user_secrets);
 
@@ -72,8 +72,8 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
                 while let Ok(Some(_)) = tokio::time::timeout(RELOAD_SETTLE, rx.recv()).await {}
                 true
             }
-            Some(outcome) = outcomes.recv() => issuing.finish(outcome),
-            _ = sleep_until_some(wake) => false,
+            Some(outcome) = outcomes.recv() => issuing.finish(outcome).await,
+            _ = crate::app::sleep_until_some(wake) => false,
             _ = stop.changed() => break,
         };
         if reload {
@@ -91,14 +91,6 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
     }
     dataplane.join().await;
     Ok(())
-}
-
-/// Wait until `at`, or forever when there is nothing to wait for.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 struct Dirs<'a> {

@@ -1,0 +1,192 @@
+//! Certificate issuance in Kubernetes mode against the real apiserver: Issuers and Certificates applied
+//! through the API, the Secret written by server-side apply, the status what `kubectl get certificate`
+//! shows. ACME against the real Pebble with HTTP-01 answered by the controller's own listener.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use certgate::crd::certificate::Certificate;
+use support::certgate::Certgate;
+
+const MANAGER: &str = "certgate-cert-test";
+
+async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in certgate::crd::crds() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD established in time")
+        .expect("CRD watch");
+    }
+}
+
+async fn apply(client: &Client, ns: &str, doc: Value) {
+    let name = doc["metadata"]["name"].as_str().expect("name").to_owned();
+    let kind = doc["kind"].as_str().expect("kind").to_owned();
+    let ar = kube::core::ApiResource {
+        group: "cert-manager.io".into(),
+        version: "v1".into(),
+        api_version: "cert-manager.io/v1".into(),
+        kind: kind.clone(),
+        plural: format!("{}s", kind.to_lowercase()),
+    };
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&doc),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+}
+
+/// Wait until the Certificate's Ready condition is True, returning it.
+async fn ready(certs: &Api<Certificate>, name: &str) -> Certificate {
+    let is_ready = |c: Option<&Certificate>| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True")
+            })
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(certs.clone(), name, is_ready),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("Certificate {name} not Ready in time"))
+    .expect("Certificate watch")
+    .expect("Certificate exists")
+}
+
+#[tokio::test]
+async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
+    let Some([kubeconfig, directory, acme_ca, http_port]) = support::dev_cluster_env([
+        "KUBECONFIG",
+        "CERTGATE_ACME_DIRECTORY",
+        "CERTGATE_ACME_CA",
+        "PEBBLE_HTTP_PORT",
+    ]) else {
+        return;
+    };
+    let client = Client::try_default().await.expect("client");
+    install_crds(&client).await;
+    let ns = support::unique_name("certs");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+
+    use base64::Engine;
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    apply(
+        &client,
+        &ns,
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "selfsigned", "namespace": ns}, "spec": {"selfSigned": {}}}),
+    )
+    .await;
+    apply(&client, &ns, json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "pebble", "namespace": ns},
+        "spec": {"acme": {"server": directory, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "pebble-account"},
+                          "solvers": [{"http01": {"ingress": {"ingressClassName": "certgate"}}}]}}})).await;
+    apply(&client, &ns, json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "local", "namespace": ns},
+        "spec": {"secretName": "local-tls", "dnsNames": ["local.example.com"], "issuerRef": {"name": "selfsigned"},
+                 "privateKey": {"algorithm": "ECDSA"}}})).await;
+    let acme_host = format!("{}.certgate.test", support::unique_name("kube"));
+    apply(
+        &client,
+        &ns,
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "acme", "namespace": ns},
+        "spec": {"secretName": "acme-tls", "dnsNames": [acme_host], "issuerRef": {"name": "pebble"},
+                 "privateKey": {"algorithm": "ECDSA"}}}),
+    )
+    .await;
+
+    // Pebble validates HTTP-01 against 127.0.0.1:PEBBLE_HTTP_PORT: the controller listens there.
+    let _cg = Certgate::controller(&kubeconfig, &["--http-port", &http_port]);
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, secret) in [("local", "local-tls"), ("acme", "acme-tls")] {
+        let cert = ready(&certs, name).await;
+        let status = cert.status.expect("status");
+        assert!(
+            status.not_after.is_some() && status.renewal_time.is_some(),
+            "{name}: {status:?}"
+        );
+        let s = secrets.get(secret).await.expect("Secret written");
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+        let data = s.data.as_ref().expect("data");
+        assert!(
+            data.contains_key("tls.crt") && data.contains_key("tls.key"),
+            "{name}: keys"
+        );
+        assert_eq!(
+            s.annotations()
+                .get("cert-manager.io/certificate-name")
+                .map(String::as_str),
+            Some(name)
+        );
+        assert_eq!(
+            s.annotations()
+                .get("cert-manager.io/issuer-kind")
+                .map(String::as_str),
+            Some("Issuer")
+        );
+    }
+    // The account key Secret exists and is reused from now on.
+    assert!(
+        secrets
+            .get("pebble-account")
+            .await
+            .expect("account Secret")
+            .data
+            .expect("data")
+            .contains_key("tls.key")
+    );
+
+    // What `kubectl get certificate` shows (the printer columns of certgate's CRD).
+    if let Some(kubectl) = support::tool("kubectl") {
+        let out = std::process::Command::new(kubectl)
+            .args(["get", "certificate", "-n", &ns, "--no-headers"])
+            .output()
+            .expect("kubectl");
+        let table = String::from_utf8_lossy(&out.stdout);
+        for line in table.lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(cols.get(1), Some(&"True"), "READY column: {table}");
+        }
+        assert_eq!(table.lines().count(), 2, "{table}");
+    }
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+}
