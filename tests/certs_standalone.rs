@@ -211,3 +211,53 @@ async fn annotated_ingress_gets_an_acme_certificate_over_http01_on_certgates_own
     let line = again.wait_for_log("certificates reconciled").await;
     assert_eq!(line["fields"]["started"], 0, "{line}");
 }
+
+#[tokio::test]
+async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "self"},
+                        "spec": {"selfSigned": {}}});
+    // Renewal one second after issuance: renewBefore is the lifetime minus a second.
+    let short = json!({"duration": "1h", "renewBefore": "59m59s", "dnsNames": ["r.example.com"]});
+    let mut keep = short.clone();
+    keep["privateKey"] = json!({"algorithm": "ECDSA", "rotationPolicy": "Never"});
+    let mut rotate = short;
+    rotate["privateKey"] = json!({"algorithm": "ECDSA", "rotationPolicy": "Always"});
+    write(
+        dir.path(),
+        "all.yaml",
+        &[
+            issuer,
+            certificate("keep", "keep-tls", ("self", "Issuer"), keep),
+            certificate("rotate", "rotate-tls", ("self", "Issuer"), rotate),
+        ],
+    );
+    let state = dir.path().join(".state");
+    let cg = Certgate::start(dir.path(), &[]);
+
+    for secret in ["keep-tls", "rotate-tls"] {
+        let full = format!("default/{secret}");
+        cg.wait_for_event("certificate issued", "secret", &full)
+            .await;
+        let first = state_file(&state, "default", secret);
+        // The renewal is announced with cert-manager's reason, then issued.
+        cg.wait_for_event("issuing", "reason", "Renewing").await;
+        let renewed = cg
+            .wait_for_nth_event(2, "certificate issued", "secret", &full)
+            .await;
+        assert_eq!(renewed["fields"]["secret"], full.as_str());
+        let second = state_file(&state, "default", secret);
+        assert_ne!(
+            pem_field(&first, "tls.crt"),
+            pem_field(&second, "tls.crt"),
+            "{secret}: certificate renewed"
+        );
+        let same_key = pem_field(&first, "tls.key") == pem_field(&second, "tls.key");
+        assert_eq!(
+            same_key,
+            secret == "keep-tls",
+            "{secret}: rotationPolicy decides whether the key is kept"
+        );
+    }
+    cg.assert_log_keys_unique();
+}

@@ -545,6 +545,7 @@ async fn bad_annotations_stop_only_their_ingress_and_are_reported() {
     cg.wait_for_log("UnsupportedAnnotation").await;
     let broken = cg.wait_for_log("broken.yaml").await;
     assert!(broken.to_string().contains("not valid YAML"), "{broken}");
+    cg.assert_log_keys_unique();
 }
 
 #[tokio::test]

@@ -130,9 +130,9 @@ impl ReportLog {
 
 pub fn log_report(report: &Report) {
     if report.warning {
-        warn!(object = %report.object, reason = report.reason, message = %report.message, "configuration");
+        warn!(object = %report.object, reason = report.reason, detail = %report.message, "configuration");
     } else {
-        info!(object = %report.object, reason = report.reason, message = %report.message, "configuration");
+        info!(object = %report.object, reason = report.reason, detail = %report.message, "configuration");
     }
 }
 

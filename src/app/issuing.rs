@@ -232,7 +232,7 @@ impl Issuing {
                 continue;
             }
             if self.start(world, key.clone(), cert, wanted, secret_key, data) {
-                info!(certificate = %key, reason = reason.0, message = %reason.1, "issuing");
+                info!(certificate = %key, reason = reason.0, detail = %reason.1, "issuing");
                 started += 1;
             }
         }

@@ -69,6 +69,12 @@ impl Certgate {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // A JSON log line with a field named like tracing's own `message` has the key twice.
+                if line.matches("\"message\":").count() > 1 {
+                    sink.lock()
+                        .expect("logs")
+                        .push(serde_json::json!({"duplicate_keys": line}));
+                }
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                     eprintln!("certgate: {line}");
                     continue;
@@ -130,6 +136,42 @@ impl Certgate {
             .await
     }
 
+    /// Wait until `n` log lines with this message have `field` equal to `value`; returns the n-th.
+    pub async fn wait_for_nth_event(
+        &self,
+        n: usize,
+        message: &str,
+        field: &str,
+        value: &str,
+    ) -> serde_json::Value {
+        let what = format!("{n} × {message} with {field}={value}");
+        let matching = |v: &serde_json::Value| {
+            v["fields"]["message"] == message && v["fields"][field] == value
+        };
+        let mut changes = self.log_count.clone();
+        let wait = async {
+            loop {
+                let found: Vec<serde_json::Value> = self
+                    .logs
+                    .lock()
+                    .expect("logs")
+                    .iter()
+                    .filter(|v| matching(v))
+                    .cloned()
+                    .collect();
+                if found.len() >= n {
+                    return found[n - 1].clone();
+                }
+                if changes.changed().await.is_err() {
+                    panic!("certgate exited before logging {what}");
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no log line: {what}"))
+    }
+
     /// Wait for the first log line whose message is one of `messages` (an outcome, success or failure).
     pub async fn wait_for_log_any(&self, messages: &[&str]) -> serde_json::Value {
         let what = messages.join(" | ");
@@ -180,6 +222,12 @@ impl Certgate {
         tokio::time::timeout(Duration::from_secs(20), wait)
             .await
             .unwrap_or_else(|_| panic!("no log line containing {needle:?}"))
+    }
+
+    /// Every JSON log line so far had unique keys.
+    pub fn assert_log_keys_unique(&self) {
+        let dups = self.logs_containing("duplicate_keys");
+        assert!(dups.is_empty(), "log lines with duplicate keys: {dups:?}");
     }
 
     pub fn count_logs(&self, needle: &str) -> usize {
