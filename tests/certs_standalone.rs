@@ -261,3 +261,97 @@ async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() 
     }
     cg.assert_log_keys_unique();
 }
+
+/// A Pebble of the test's own, for fault injection, sharing the dev cluster's DNS and TLS certificate.
+struct OwnPebble {
+    child: std::process::Child,
+    directory: String,
+}
+
+impl Drop for OwnPebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn own_pebble(acme_ca: &str, http_port: u16, env: &[(&str, &str)]) -> OwnPebble {
+    let pki = Path::new(acme_ca).parent().expect("pki dir");
+    let (listen, mgmt) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap().keep();
+    let config = dir.join("pebble.json");
+    std::fs::write(&config, json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{listen}"), "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+        "certificate": pki.join("pebble.crt"), "privateKey": pki.join("pebble.key"),
+        "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": false
+    }}).to_string()).unwrap();
+    let mut cmd = std::process::Command::new(support::tool("pebble").expect("pebble installed"));
+    cmd.arg("-config")
+        .arg(&config)
+        .args(["-dnsserver", "127.0.0.1:8053"])
+        .env("PEBBLE_VA_NOSLEEP", "1");
+    cmd.envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let pebble = OwnPebble {
+        child: cmd.spawn().expect("pebble starts"),
+        directory: format!("https://127.0.0.1:{listen}/dir"),
+    };
+    // Ready when its directory answers (bounded).
+    let ca = CertificateDer::pem_file_iter(acme_ca)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let c = client(Some(&ca));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    for _ in 0..200 {
+        tick.tick().await;
+        if c.get(&pebble.directory)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            return pebble;
+        }
+    }
+    panic!("own Pebble did not start");
+}
+
+#[tokio::test]
+async fn issuance_succeeds_while_pebble_rejects_half_the_nonces() {
+    let Some([acme_ca]) = support::dev_cluster_env(["CERTGATE_ACME_CA"]) else {
+        return;
+    };
+    let http_port = free_port();
+    let pebble = own_pebble(&acme_ca, http_port, &[("PEBBLE_WFE_NONCEREJECT", "50")]).await;
+    let site_backend = backend::start("site").await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = format!("{}.certgate.test", support::unique_name("nonce"));
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    let mut docs = site(
+        &host,
+        "nonce-tls",
+        site_backend.addr,
+        json!({"cert-manager.io/cluster-issuer": "flaky"}),
+    );
+    docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "flaky"},
+        "spec": {"acme": {"server": pebble.directory, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "flaky-account"},
+                          "solvers": [{"http01": {"ingress": {}}}]}}}));
+    write(dir.path(), "all.yaml", &docs);
+    let port = http_port.to_string();
+    let cg = Certgate::start(dir.path(), &["--http-port", &port]);
+    let done = cg
+        .wait_for_log_any(&["certificate issued", "issuance failed"])
+        .await;
+    assert_eq!(done["fields"]["message"], "certificate issued", "{done}");
+}

@@ -147,6 +147,39 @@ fn http_client(ca_bundle: Option<&[u8]>) -> Result<Box<dyn instant_acme::HttpCli
     Ok(Box::new(client))
 }
 
+/// How often one ACME request is tried when the server answers with a transient error (instant-acme
+/// already retries a bad nonce three times per try).
+const TRANSIENT_ATTEMPTS: u32 = 6;
+
+/// Run an ACME request again while it fails transiently (a macro, not a function taking an async closure:
+/// such closures currently make the spawned issuance future lose `Send`).
+macro_rules! transient_retry {
+    ($what:expr, $op:expr) => {{
+        let mut attempt = 1;
+        loop {
+            match $op.await {
+                Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                result => break result.map_err(|e| IssueError::Acme(format!("{}: {e}", $what))),
+            }
+        }
+    }};
+}
+
+/// badNonce, a server error or a broken connection: worth another try within the same issuance.
+fn is_transient(e: &instant_acme::Error) -> bool {
+    match e {
+        instant_acme::Error::Api(p) => {
+            p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce")
+                || p.status.is_some_and(|s| s >= 500)
+        }
+        instant_acme::Error::Hyper(_) | instant_acme::Error::Http(_) => true,
+        _ => false,
+    }
+}
+
 /// Register (or find) the account, order the names, answer HTTP-01 through `tokens` (served by the
 /// proxy's port-80 listener at `http_listener`, self-checked first), finalize with our own key's CSR.
 pub async fn acme(
@@ -177,23 +210,27 @@ pub async fn acme(
             (der, Some(pem))
         }
     };
-    let account_key =
-        Key::from_pkcs8_der(PrivatePkcs8KeyDer::from(pkcs8.secret_pkcs8_der().to_vec()))
-            .map_err(|e| account_key_err(format!("not an ECDSA P-256 key: {e}")))?;
-    let http = http_client(settings.ca_bundle.as_deref())?;
-    let (account, _) = Account::builder_with_http(http)
-        .create_from_key(
-            (account_key, PrivateKeyDer::Pkcs8(pkcs8)),
-            settings.directory.clone(),
-        )
-        .await
-        .map_err(acme_err("registering the account"))?;
+    let der = pkcs8.secret_pkcs8_der().to_vec();
+    Key::from_pkcs8_der(PrivatePkcs8KeyDer::from(der.clone()))
+        .map_err(|e| account_key_err(format!("not an ECDSA P-256 key: {e}")))?;
+    let register = || async {
+        let key = Key::from_pkcs8_der(PrivatePkcs8KeyDer::from(der.clone()))?;
+        let http = http_client(settings.ca_bundle.as_deref())
+            .map_err(|e| instant_acme::Error::Other(e.to_string().into()))?;
+        let pkcs8 = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.clone()));
+        let builder = Account::builder_with_http(http);
+        builder
+            .create_from_key((key, pkcs8), settings.directory.clone())
+            .await
+            .map(|(account, _)| account)
+    };
+    let account = transient_retry!("registering the account", register())?;
     if let Some(email) = &settings.email {
         let contact = format!("mailto:{email}");
-        account
-            .update_contacts(&[contact.as_str()])
-            .await
-            .map_err(acme_err("setting the account email"))?;
+        transient_retry!(
+            "setting the account email",
+            account.update_contacts(&[contact.as_str()])
+        )?;
     }
 
     let mut identifiers: Vec<Identifier> = wanted
@@ -211,50 +248,82 @@ pub async fn acme(
             .copied()
             .map(Identifier::Ip),
     );
-    let mut order = account
-        .new_order(&NewOrder::new(&identifiers))
-        .await
-        .map_err(acme_err("creating the order"))?;
+    let mut order = transient_retry!(
+        "creating the order",
+        account.new_order(&NewOrder::new(&identifiers))
+    )?;
 
     let mut presented = Vec::new();
     let result = async {
-        let mut authorizations = order.authorizations();
-        while let Some(authz) = authorizations.next().await {
-            let mut authz = authz.map_err(acme_err("reading an authorization"))?;
-            match authz.status {
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                other => return Err(IssueError::Acme(format!("authorization is {other:?}"))),
-            }
-            let domain = match &authz.identifier().identifier {
-                Identifier::Dns(d) => d.clone(),
-                Identifier::Ip(ip) => ip.to_string(),
-                other => {
+        // Authorizations are walked again after a transient failure; the ones already answered are skipped.
+        let mut answered = std::collections::HashSet::new();
+        for attempt in 1..=TRANSIENT_ATTEMPTS {
+            let mut failed = None;
+            let mut authorizations = order.authorizations();
+            while let Some(authz) = authorizations.next().await {
+                let mut authz = match authz {
+                    Ok(a) => a,
+                    Err(e) if is_transient(&e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(IssueError::Acme(format!("reading an authorization: {e}")));
+                    }
+                };
+                if authz.status == AuthorizationStatus::Valid || answered.contains(authz.url()) {
+                    continue;
+                }
+                if authz.status != AuthorizationStatus::Pending {
                     return Err(IssueError::Acme(format!(
-                        "unsupported identifier {other:?}"
+                        "authorization is {:?}",
+                        authz.status
                     )));
                 }
-            };
-            let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
-                IssueError::Acme(format!(
-                    "the server offers no HTTP-01 challenge for {domain}"
-                ))
-            })?;
-            let key_authorization = challenge.key_authorization().as_str().to_owned();
-            tokens.insert(&challenge.token, &domain, &key_authorization);
-            presented.push(challenge.token.clone());
-            self_check(http_listener, &domain, &challenge.token, &key_authorization).await?;
-            challenge
-                .set_ready()
-                .await
-                .map_err(acme_err("accepting the challenge"))?;
+                let url = authz.url().to_owned();
+                let domain = match &authz.identifier().identifier {
+                    Identifier::Dns(d) => d.clone(),
+                    Identifier::Ip(ip) => ip.to_string(),
+                    other => {
+                        return Err(IssueError::Acme(format!(
+                            "unsupported identifier {other:?}"
+                        )));
+                    }
+                };
+                let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
+                    IssueError::Acme(format!(
+                        "the server offers no HTTP-01 challenge for {domain}"
+                    ))
+                })?;
+                let key_authorization = challenge.key_authorization().as_str().to_owned();
+                tokens.insert(&challenge.token, &domain, &key_authorization);
+                presented.push(challenge.token.clone());
+                self_check(http_listener, &domain, &challenge.token, &key_authorization).await?;
+                match challenge.set_ready().await {
+                    Ok(()) => {
+                        answered.insert(url);
+                    }
+                    Err(e) if is_transient(&e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(IssueError::Acme(format!("accepting the challenge: {e}")));
+                    }
+                }
+            }
+            match failed {
+                None => break,
+                Some(e) if attempt == TRANSIENT_ATTEMPTS => {
+                    return Err(IssueError::Acme(format!("answering the challenges: {e}")));
+                }
+                Some(_) => {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await
+                }
+            }
         }
         let retries = RetryPolicy::new().timeout(Duration::from_secs(120));
-        match order
-            .poll_ready(&retries)
-            .await
-            .map_err(acme_err("waiting for validation"))?
-        {
+        match transient_retry!("waiting for validation", order.poll_ready(&retries))? {
             OrderStatus::Ready => {}
             status => {
                 let detail = order
@@ -267,14 +336,11 @@ pub async fn acme(
             }
         }
         let csr = crate::pki::csr::build_csr(&wanted.request, &key.key_pair)?;
-        order
-            .finalize_csr(&csr)
-            .await
-            .map_err(acme_err("finalizing"))?;
-        order
-            .poll_certificate(&retries)
-            .await
-            .map_err(acme_err("downloading the certificate"))
+        transient_retry!("finalizing", order.finalize_csr(&csr))?;
+        transient_retry!(
+            "downloading the certificate",
+            order.poll_certificate(&retries)
+        )
     }
     .await;
     for token in presented {
