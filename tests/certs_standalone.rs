@@ -276,11 +276,8 @@ impl Drop for OwnPebble {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("its address").port()
 }
 
 async fn own_pebble(acme_ca: &str, http_port: u16, env: &[(&str, &str)]) -> OwnPebble {
