@@ -266,6 +266,7 @@ async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() 
 struct OwnPebble {
     child: std::process::Child,
     directory: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for OwnPebble {
@@ -283,13 +284,13 @@ fn free_port() -> u16 {
 async fn own_pebble(acme_ca: &str, http_port: u16, env: &[(&str, &str)]) -> OwnPebble {
     let pki = Path::new(acme_ca).parent().expect("pki dir");
     let (listen, mgmt) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap().keep();
-    let config = dir.join("pebble.json");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("pebble.json");
     std::fs::write(&config, json!({"pebble": {
         "listenAddress": format!("127.0.0.1:{listen}"), "managementListenAddress": format!("127.0.0.1:{mgmt}"),
         "certificate": pki.join("pebble.crt"), "privateKey": pki.join("pebble.key"),
         "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": false
-    }}).to_string()).unwrap();
+    }}).to_string()).expect("pebble config");
     let mut cmd = std::process::Command::new(support::tool("pebble").expect("pebble installed"));
     cmd.arg("-config")
         .arg(&config)
@@ -301,13 +302,14 @@ async fn own_pebble(acme_ca: &str, http_port: u16, env: &[(&str, &str)]) -> OwnP
     let pebble = OwnPebble {
         child: cmd.spawn().expect("pebble starts"),
         directory: format!("https://127.0.0.1:{listen}/dir"),
+        _dir: dir,
     };
     // Ready when its directory answers (bounded).
     let ca = CertificateDer::pem_file_iter(acme_ca)
-        .unwrap()
+        .expect("CA file")
         .next()
-        .unwrap()
-        .unwrap();
+        .expect("one CA")
+        .expect("CA PEM");
     let c = client(Some(&ca));
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
     for _ in 0..200 {
