@@ -36,8 +36,17 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(&error.to_string()),
         },
-        Command::Status(StatusCommand::Certificate { .. }) => {
-            not_implemented("certgate status certificate")
+        Command::Status(StatusCommand::Certificate { name, namespace }) => {
+            block_on(Some(1), async move {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(|e| format!("no Kubernetes API (KUBECONFIG or in-cluster): {e}"))?;
+                let report = certgate::app::status::certificate(client, &namespace, &name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                print!("{report}");
+                Ok(())
+            })
         }
     }
 }
@@ -86,10 +95,4 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
-}
-
-/// Never a silent success for a command that does nothing yet.
-fn not_implemented(feature: &str) -> ExitCode {
-    eprintln!("error: {feature}: not implemented yet");
-    ExitCode::from(2)
 }

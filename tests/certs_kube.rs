@@ -161,6 +161,34 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
             Some("Issuer")
         );
     }
+    // `certgate status certificate`, as `cmctl status certificate` reports it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["status", "certificate", "local", "-n", &ns])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("certgate status runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(
+            "Ready: True, Reason: Ready, Message: Certificate is up to date and has not expired"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("DNS Names:\n- local.example.com"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Name: selfsigned\n  Kind: Issuer"),
+        "{report}"
+    );
+    assert!(report.contains("Keys: ca.crt tls.crt tls.key"), "{report}");
+
     // The account key Secret exists and is reused from now on.
     assert!(
         secrets

@@ -23,11 +23,15 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn status_is_not_built_yet_and_says_so() {
-    let out = certgate(&["status", "certificate", "web"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
+fn status_without_a_cluster_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["status", "certificate", "web"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("certgate runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Kubernetes API"));
 }
 
 #[test]

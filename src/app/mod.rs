@@ -5,6 +5,7 @@ pub mod controller;
 pub mod dataplane;
 pub mod issuing;
 pub mod standalone;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
