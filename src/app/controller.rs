@@ -203,6 +203,17 @@ pub async fn run(
         args.common.max_issuance_backoff,
     );
     issuing.reconcile(&world, &foreign_secrets(&world));
+    let mut shim_said = std::collections::BTreeMap::new();
+    if stores.certs.is_some() {
+        crate::app::shim::execute(
+            &client,
+            &recorder,
+            &world,
+            crate::app::shim::plan(&world),
+            &mut shim_said,
+        )
+        .await;
+    }
 
     let mut stop = shutdown;
     loop {
@@ -213,6 +224,10 @@ pub async fn run(
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
                 dataplane.apply(snapshot);
                 issuing.reconcile(&world, &foreign_secrets(&world));
+                if stores.certs.is_some() {
+                    let plan = crate::app::shim::plan(&world);
+                    crate::app::shim::execute(&client, &recorder, &world, plan, &mut shim_said).await;
+                }
             }
             Some(outcome) = outcomes.recv() => {
                 // The written Secret comes back through the watch and triggers the next reconcile.
