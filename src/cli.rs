@@ -47,9 +47,6 @@ pub enum StatusCommand {
 pub struct ControllerArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Publish this Service's load-balancer address in Ingress status (NAMESPACE/NAME).
-    #[arg(long, value_name = "NS/NAME")]
-    pub publish_service: Option<String>,
     /// Allow endpoints and ExternalName Services that point at loopback (refused by default, as
     /// ingress-nginx refuses them: they would reach the proxy's own host).
     #[arg(long)]
