@@ -47,6 +47,12 @@ pub enum StatusCommand {
 pub struct ControllerArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Namespace of the Lease that elects the one replica running the issuing controllers.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// How long a leader's Lease lasts without renewal before another replica takes over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_lease_duration: std::time::Duration,
     /// Allow endpoints and ExternalName Services that point at loopback (refused by default, as
     /// ingress-nginx refuses them: they would reach the proxy's own host).
     #[arg(long)]

@@ -131,7 +131,15 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
     .await;
 
     // Pebble validates HTTP-01 against 127.0.0.1:PEBBLE_HTTP_PORT: the controller listens there.
-    let _cg = Certgate::controller(&kubeconfig, &["--http-port", &http_port]);
+    let _cg = Certgate::controller(
+        &kubeconfig,
+        &[
+            "--http-port",
+            &http_port,
+            "--leader-election-namespace",
+            &ns,
+        ],
+    );
     let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     for (name, secret) in [("local", "local-tls"), ("acme", "acme-tls")] {
@@ -213,6 +221,59 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
         }
         assert_eq!(table.lines().count(), 2, "{table}");
     }
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+}
+
+#[tokio::test]
+async fn one_replica_leads_and_another_takes_over_when_it_dies() {
+    let Some([kubeconfig]) = support::dev_cluster_env(["KUBECONFIG"]) else {
+        return;
+    };
+    let client = Client::try_default().await.expect("client");
+    let ns = support::unique_name("lease");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    let args = [
+        "--leader-election-namespace",
+        ns.as_str(),
+        "--leader-lease-duration",
+        "3s",
+    ];
+    let first = Certgate::controller(&kubeconfig, &args);
+    first
+        .wait_for_event("leadership changed", "leading", "true")
+        .await;
+    let second = Certgate::controller(&kubeconfig, &args);
+    // The second replica serves traffic but does not lead while the first renews its Lease.
+    second.wait_for_log("caches synced").await;
+    let lease: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    let holder = lease
+        .get("certgate-controller")
+        .await
+        .expect("Lease")
+        .spec
+        .and_then(|s| s.holder_identity);
+    assert!(
+        holder.is_some_and(|h| h.ends_with(&first.pid().to_string())),
+        "the first replica holds the Lease"
+    );
+    assert_eq!(second.count_logs("\"leading\":true"), 0, "two leaders");
+
+    drop(first);
+    let took_over = second
+        .wait_for_event("leadership changed", "leading", "true")
+        .await;
+    assert_eq!(took_over["fields"]["leading"], true);
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await

@@ -202,47 +202,54 @@ pub async fn run(
         args.common.cluster_resource_namespace.clone(),
         args.common.max_issuance_backoff,
     );
-    issuing.reconcile(&world, &foreign_secrets(&world));
     let mut shim_said = std::collections::BTreeMap::new();
-    if stores.certs.is_some() {
-        crate::app::shim::execute(
-            &client,
-            &recorder,
-            &world,
-            crate::app::shim::plan(&world),
-            &mut shim_said,
-        )
-        .await;
-    }
+    // Every replica serves; the one holding the Lease issues certificates and applies ingress-shim.
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+    let mut leading = crate::app::lease::elect(
+        client.clone(),
+        &args.leader_election_namespace,
+        identity,
+        args.leader_lease_duration,
+    );
 
     let mut stop = shutdown;
     loop {
         let wake = issuing.next_wake().map(tokio::time::Instant::from_std);
-        tokio::select! {
+        let act = tokio::select! {
             _ = changed.notified() => {
                 let (snapshot, world) = rebuild(&stores, &mut builder);
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
                 dataplane.apply(snapshot);
-                issuing.reconcile(&world, &foreign_secrets(&world));
-                if stores.certs.is_some() {
-                    let plan = crate::app::shim::plan(&world);
-                    crate::app::shim::execute(&client, &recorder, &world, plan, &mut shim_said).await;
-                }
+                true
             }
             Some(outcome) = outcomes.recv() => {
                 // The written Secret comes back through the watch and triggers the next reconcile.
                 issuing.finish(outcome).await;
+                false
             }
-            _ = crate::app::sleep_until_some(wake) => {
-                let world = stores.world();
-                issuing.reconcile(&world, &foreign_secrets(&world));
-            }
+            _ = crate::app::sleep_until_some(wake) => true,
+            Ok(()) = leading.changed() => true,
             _ = stop.changed() => break,
+        };
+        if act && *leading.borrow() {
+            let world = stores.world();
+            issuing.reconcile(&world, &foreign_secrets(&world));
+            if stores.certs.is_some() {
+                let plan = crate::app::shim::plan(&world);
+                crate::app::shim::execute(&client, &recorder, &world, plan, &mut shim_said).await;
+            }
         }
     }
     watches.abort_all();
     dataplane.join().await;
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "certgate".into())
 }
 
 /// Is the cert-manager API served? (A one-item list: "is the CRD installed?" instead of a failing watch.)

@@ -4,6 +4,7 @@
 pub mod controller;
 pub mod dataplane;
 pub mod issuing;
+pub mod lease;
 pub mod shim;
 pub mod standalone;
 pub mod status;

@@ -24,6 +24,12 @@ impl Drop for Certgate {
     }
 }
 
+/// A log line's field equals `value`, given as a string whatever the JSON type (`"true"` matches `true`).
+fn field_is(v: &serde_json::Value, field: &str, value: &str) -> bool {
+    let f = &v["fields"][field];
+    f.as_str() == Some(value) || serde_json::to_string(f).ok().as_deref() == Some(value)
+}
+
 impl Certgate {
     /// Standalone mode on a manifest directory.
     pub fn start(manifests: &Path, extra: &[&str]) -> Self {
@@ -145,9 +151,8 @@ impl Certgate {
         value: &str,
     ) -> serde_json::Value {
         let what = format!("{n} × {message} with {field}={value}");
-        let matching = |v: &serde_json::Value| {
-            v["fields"]["message"] == message && v["fields"][field] == value
-        };
+        let matching =
+            |v: &serde_json::Value| v["fields"]["message"] == message && field_is(v, field, value);
         let mut changes = self.log_count.clone();
         let wait = async {
             loop {
@@ -190,7 +195,7 @@ impl Certgate {
     ) -> serde_json::Value {
         let what = format!("{message} with {field}={value}");
         self.wait_for(&what, |v| {
-            v["fields"]["message"] == message && v["fields"][field] == value
+            v["fields"]["message"] == message && field_is(v, field, value)
         })
         .await
     }
@@ -228,6 +233,10 @@ impl Certgate {
     pub fn assert_log_keys_unique(&self) {
         let dups = self.logs_containing("duplicate_keys");
         assert!(dups.is_empty(), "log lines with duplicate keys: {dups:?}");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn count_logs(&self, needle: &str) -> usize {
