@@ -169,6 +169,54 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
             Some("Issuer")
         );
     }
+    // Each issuance is recorded as a CertificateRequest `<name>-<revision>` owned by its Certificate.
+    let requests: Api<certgate::crd::certificate_request::CertificateRequest> =
+        Api::namespaced(client.clone(), &ns);
+    let request = requests
+        .get("local-1")
+        .await
+        .expect("CertificateRequest local-1");
+    assert_eq!(
+        request
+            .annotations()
+            .get("cert-manager.io/certificate-revision")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        request.owner_references().first().map(|o| o.kind.as_str()),
+        Some("Certificate")
+    );
+    let conditions = request
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    for wanted in ["Approved", "Ready"] {
+        let c = conditions
+            .iter()
+            .find(|c| c.type_ == wanted)
+            .unwrap_or_else(|| panic!("{wanted} on the request"));
+        assert_eq!(format!("{:?}", c.status), "True", "{c:?}");
+    }
+    assert!(
+        request
+            .status
+            .as_ref()
+            .and_then(|s| s.certificate.as_ref())
+            .is_some(),
+        "issued certificate on the request"
+    );
+    assert_eq!(
+        certs
+            .get("local")
+            .await
+            .expect("Certificate")
+            .status
+            .and_then(|s| s.revision),
+        Some(1)
+    );
+
     // `certgate status certificate`, as `cmctl status certificate` reports it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
         .args(["status", "certificate", "local", "-n", &ns])

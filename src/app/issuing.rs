@@ -22,9 +22,11 @@ use crate::certs::decide::{self, Decision, TLS_KEY};
 use crate::certs::issue::{self, AcmeSettings};
 use crate::certs::spec::{self, Wanted};
 use crate::crd::certificate::Certificate;
+use crate::crd::certificate_request::CertificateRequest;
 use crate::crd::issuer::IssuerSpec;
 use crate::routing::build::secret_data;
 use crate::world::{ObjectKey, World};
+use kube::Resource;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -33,6 +35,44 @@ pub struct Outcome {
     certificate: ObjectKey,
     secret: ObjectKey,
     result: Result<Issued, String>,
+}
+
+/// The CertificateRequest an issuance is recorded as (`<certificate>-<revision>`, owned by the Certificate),
+/// so `kubectl get certificaterequest` shows what was asked and how it went, as with cert-manager.
+struct RequestRecord {
+    namespace: String,
+    name: String,
+    revision: i64,
+    certificate: String,
+    owner: Option<serde_json::Value>,
+    issuer_ref: serde_json::Value,
+    duration: Option<String>,
+    is_ca: Option<bool>,
+    usages: serde_json::Value,
+}
+
+impl RequestRecord {
+    fn for_certificate(cert: &Certificate) -> Self {
+        let revision = cert.status.as_ref().and_then(|s| s.revision).unwrap_or(0) + 1;
+        let name = cert.metadata.name.clone().unwrap_or_default();
+        Self {
+            namespace: cert
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: format!("{name}-{revision}"),
+            revision,
+            certificate: name,
+            owner: cert
+                .controller_owner_ref(&())
+                .and_then(|o| serde_json::to_value(o).ok()),
+            issuer_ref: serde_json::to_value(&cert.spec.issuer_ref).unwrap_or_default(),
+            duration: cert.spec.duration.clone(),
+            is_ca: cert.spec.is_ca,
+            usages: serde_json::to_value(&cert.spec.usages).unwrap_or_default(),
+        }
+    }
 }
 
 struct Issued {
@@ -82,14 +122,104 @@ impl Sink {
         }
     }
 
+    /// Create the CertificateRequest for an issuance (Kubernetes mode only).
+    async fn record_request(&self, r: &RequestRecord, csr_der: &[u8]) {
+        use base64::Engine;
+        let Sink::Kube(client) = self else { return };
+        let mut metadata = serde_json::json!({
+            "name": r.name, "namespace": r.namespace,
+            "annotations": {"cert-manager.io/certificate-name": r.certificate,
+                            "cert-manager.io/certificate-revision": r.revision.to_string()},
+        });
+        if let Some(owner) = &r.owner {
+            metadata["ownerReferences"] = serde_json::json!([owner]);
+        }
+        let mut spec = serde_json::json!({
+            "request": base64::engine::general_purpose::STANDARD.encode(csr_der),
+            "issuerRef": r.issuer_ref,
+        });
+        if let Some(d) = &r.duration {
+            spec["duration"] = serde_json::json!(d);
+        }
+        if let Some(ca) = r.is_ca {
+            spec["isCA"] = serde_json::json!(ca);
+        }
+        if !r.usages.is_null() {
+            spec["usages"] = r.usages.clone();
+        }
+        let doc = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "metadata": metadata, "spec": spec});
+        let api: kube::Api<CertificateRequest> =
+            kube::Api::namespaced(client.clone(), &r.namespace);
+        if let Err(error) = api
+            .patch(
+                &r.name,
+                &kube::api::PatchParams::apply(MANAGER).force(),
+                &kube::api::Patch::Apply(&doc),
+            )
+            .await
+        {
+            warn!(request = %r.name, %error, "could not record the CertificateRequest");
+        }
+    }
+
+    /// Record how the issuance went on its CertificateRequest, and the revision on the Certificate.
+    async fn request_done(&self, r: &RequestRecord, result: &Result<Issued, String>) {
+        use base64::Engine;
+        let Sink::Kube(client) = self else { return };
+        let b64 = |v: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(v);
+        let approved = condition(
+            "Approved",
+            "True",
+            "cert-manager.io",
+            "Certificate request has been approved by cert-manager.io",
+            None,
+        );
+        let status = match result {
+            Ok(issued) => {
+                let mut s = serde_json::json!({"conditions": [approved, condition("Ready", "True", "Issued", "Certificate fetched from issuer successfully", None)]});
+                if let Some(crt) = issued.data.get(decide::TLS_CRT) {
+                    s["certificate"] = serde_json::json!(b64(crt));
+                }
+                if let Some(ca) = issued.data.get(issue::CA_CRT) {
+                    s["ca"] = serde_json::json!(b64(ca));
+                }
+                s
+            }
+            Err(error) => serde_json::json!({
+                "conditions": [approved, condition("Ready", "False", "Failed", error, None)],
+                "failureTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }),
+        };
+        let api: kube::Api<CertificateRequest> =
+            kube::Api::namespaced(client.clone(), &r.namespace);
+        let patch = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "status": status});
+        if let Err(error) = api
+            .patch_status(
+                &r.name,
+                &kube::api::PatchParams::apply(MANAGER).force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await
+        {
+            warn!(request = %r.name, %error, "could not update the CertificateRequest status");
+        }
+        if result.is_ok() {
+            let key = ObjectKey::new(r.namespace.clone(), r.certificate.clone());
+            self.certificate_status(&key, serde_json::json!({"revision": r.revision}))
+                .await;
+        }
+    }
+
     /// Set the Certificate's status (Kubernetes mode only; standalone mode logs it).
     async fn certificate_status(&self, key: &ObjectKey, status: serde_json::Value) {
         let Sink::Kube(client) = self else { return };
         let api: kube::Api<Certificate> = kube::Api::namespaced(client.clone(), &key.namespace);
-        let patch = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "status": status});
-        let params = kube::api::PatchParams::apply(MANAGER).force();
+        // A merge patch: each update sets only its own fields (revision, conditions, failure counters) and
+        // leaves the others as they are; `null` removes a field.
+        let patch = serde_json::json!({"status": status});
+        let params = kube::api::PatchParams::default();
         if let Err(error) = api
-            .patch_status(&key.name, &params, &kube::api::Patch::Apply(&patch))
+            .patch_status(&key.name, &params, &kube::api::Patch::Merge(&patch))
             .await
         {
             warn!(certificate = %key, %error, "could not update Certificate status");
@@ -204,6 +334,8 @@ impl Issuing {
                             "notBefore": not_before.to_rfc3339_opts(secs, true),
                             "notAfter": not_after.to_rfc3339_opts(secs, true),
                             "renewalTime": renewal_time.to_rfc3339_opts(secs, true),
+                            "lastFailureTime": null,
+                            "failedIssuanceAttempts": null,
                         });
                         let (sink, key) = (self.sink.clone(), key.clone());
                         tokio::spawn(async move { sink.certificate_status(&key, status).await });
@@ -272,12 +404,22 @@ impl Issuing {
         self.waiting.remove(&key);
         self.in_flight.insert(key.clone());
         let (tokens, listener, done) = (self.tokens.clone(), self.http_listener, self.done.clone());
+        let (sink, request) = (self.sink.clone(), RequestRecord::for_certificate(cert));
         tokio::spawn(async move {
             let existing_key = existing
                 .as_ref()
                 .and_then(|d| d.get(TLS_KEY))
                 .and_then(|k| String::from_utf8(k.clone()).ok());
-            let result = run(plan, &wanted, existing_key.as_deref(), &tokens, listener).await;
+            let result = run(
+                plan,
+                &wanted,
+                existing_key.as_deref(),
+                &tokens,
+                listener,
+                &sink,
+                &request,
+            )
+            .await;
             let _ = done.send(Outcome {
                 certificate: key,
                 secret,
@@ -502,16 +644,33 @@ async fn run(
     existing_key: Option<&str>,
     tokens: &Http01Tokens,
     listener: SocketAddr,
+    sink: &Sink,
+    request: &RequestRecord,
 ) -> Result<Issued, String> {
     let key = issue::private_key(wanted, existing_key).map_err(|e| e.to_string())?;
+    if let Ok(csr) = crate::pki::csr::build_csr(&wanted.request, &key.key_pair) {
+        sink.record_request(request, &csr).await;
+    }
+    let result = issue_with(plan, wanted, &key, tokens, listener).await;
+    sink.request_done(request, &result).await;
+    result
+}
+
+async fn issue_with(
+    plan: Plan,
+    wanted: &Wanted,
+    key: &crate::pki::key::GeneratedKey,
+    tokens: &Http01Tokens,
+    listener: SocketAddr,
+) -> Result<Issued, String> {
     let now = Utc::now();
     let (data, account_key) = match plan.kind {
         PlanKind::SelfSigned => (
-            issue::self_signed(wanted, &key, now).map_err(|e| e.to_string())?,
+            issue::self_signed(wanted, key, now).map_err(|e| e.to_string())?,
             None,
         ),
         PlanKind::Ca(ca) => (
-            issue::with_ca(wanted, &key, &ca, now).map_err(|e| e.to_string())?,
+            issue::with_ca(wanted, key, &ca, now).map_err(|e| e.to_string())?,
             None,
         ),
         PlanKind::Acme {
@@ -519,7 +678,7 @@ async fn run(
             account,
             account_field,
         } => {
-            let issued = issue::acme(&settings, wanted, &key, tokens, listener)
+            let issued = issue::acme(&settings, wanted, key, tokens, listener)
                 .await
                 .map_err(|e| e.to_string())?;
             (
