@@ -29,6 +29,8 @@ use crate::world::{ObjectKey, World};
 use kube::Resource;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest one issuance may take (ACME validation included) before it counts as failed.
+const ISSUANCE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What an issuance task hands back.
 pub struct Outcome {
@@ -410,7 +412,8 @@ impl Issuing {
                 .as_ref()
                 .and_then(|d| d.get(TLS_KEY))
                 .and_then(|k| String::from_utf8(k.clone()).ok());
-            let result = run(
+            // A server that stops answering must not hold the Certificate "in flight" forever.
+            let attempt = run(
                 plan,
                 &wanted,
                 existing_key.as_deref(),
@@ -418,8 +421,14 @@ impl Issuing {
                 listener,
                 &sink,
                 &request,
-            )
-            .await;
+            );
+            let result = tokio::time::timeout(ISSUANCE_TIMEOUT, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "issuance did not finish within {ISSUANCE_TIMEOUT:?}"
+                    ))
+                });
             let _ = done.send(Outcome {
                 certificate: key,
                 secret,
