@@ -491,8 +491,18 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
             .is_empty(),
         "the ServiceAccount can list Certificates"
     );
+    // A denied write is logged as a warning; fail on it at once, not at the deadline.
+    let not_denied = || {
+        let denied: Vec<_> = controller
+            .logs_containing("forbidden")
+            .into_iter()
+            .chain(controller.logs_containing("Forbidden"))
+            .collect();
+        assert!(denied.is_empty(), "the controller was denied: {denied:?}");
+    };
     let ready = "{.status.conditions[?(@.type==\"Ready\")].status}";
     eventually("Certificate web-tls Ready", || {
+        not_denied();
         (cluster.jsonpath(&namespace, "certificate/web-tls", ready)? == "True").then_some(())
     });
     assert_eq!(
@@ -507,18 +517,14 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
     });
     cluster.apply(&ingress(json!([])));
     eventually("Certificate web-tls deleted with its tls entry", || {
+        not_denied();
         (!cluster.exists(&namespace, "certificate/web-tls")).then_some(())
     });
     eventually("a DeleteCertificate Event", || {
         let reasons = cluster.jsonpath(&namespace, "events.events.k8s.io", "{.items[*].reason}")?;
         reasons.contains("DeleteCertificate").then_some(())
     });
-    let denied: Vec<_> = controller
-        .logs_containing("forbidden")
-        .into_iter()
-        .chain(controller.logs_containing("Forbidden"))
-        .collect();
-    assert!(denied.is_empty(), "the controller was denied: {denied:?}");
+    not_denied();
     drop(controller);
 
     release.uninstall();
