@@ -44,9 +44,17 @@ cluster_up() {
   eval "$(scripts/dev-cluster.sh env)"
 }
 
+helm_checks() {
+  local helm
+  helm="$(scripts/tools.sh bindir)/helm"
+  "$helm" lint charts/certgate
+  "$helm" template t charts/certgate --set crds.enabled=true >/dev/null
+}
+
 stage "tools (build or cache hit)" scripts/tools.sh install
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+stage "helm lint + template" helm_checks
 stage "cargo build (tests)" cargo test --locked --no-run
 stage "cluster up" cluster_up
 stage "cargo test" cargo test --locked "$@"
