@@ -380,6 +380,8 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         ("patch", "events.events.k8s.io", &elsewhere),
         ("create", "events", &elsewhere),
         ("patch", "events", &elsewhere),
+        ("create", "certificaterequests.cert-manager.io", &elsewhere),
+        ("patch", "certificaterequests.cert-manager.io", &elsewhere),
         ("get", "leases.coordination.k8s.io", &here),
         ("create", "leases.coordination.k8s.io", &here),
         ("update", "leases.coordination.k8s.io", &here),
@@ -399,6 +401,16 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
             &["-n", "default", "--subresource", "status"]
         ),
         "the controller sets Certificate status"
+    );
+    assert!(
+        can_i(
+            &cluster,
+            &sa,
+            "patch",
+            "certificaterequests.cert-manager.io",
+            &["-n", "default", "--subresource", "status"]
+        ),
+        "the controller records CertificateRequest outcomes"
     );
     let kube_system = ["-n", "kube-system"];
     let forbidden: &[(&str, &str, &[&str])] = &[
@@ -432,7 +444,7 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         ("delete", "events.events.k8s.io", &elsewhere),
         ("patch", "issuers.cert-manager.io", &elsewhere),
         ("patch", "clusterissuers.cert-manager.io", &everywhere),
-        ("create", "certificaterequests.cert-manager.io", &elsewhere),
+        ("delete", "certificaterequests.cert-manager.io", &elsewhere),
         (
             "create",
             "customresourcedefinitions.apiextensions.k8s.io",
@@ -481,6 +493,9 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
             "--controller-class",
             &controller_class,
             "--cluster-resource-namespace",
+            &namespace,
+            // As in the Deployment, where POD_NAMESPACE is the release namespace.
+            "--leader-election-namespace",
             &namespace,
         ],
     );
