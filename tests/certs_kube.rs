@@ -18,6 +18,10 @@ use support::certgate::Certgate;
 
 const MANAGER: &str = "certgate-cert-test";
 
+/// Each test here runs controllers that act on the whole cluster (every Certificate, every Ingress): one
+/// test at a time, so two elected leaders never issue the same Certificates side by side.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in certgate::crd::crds() {
@@ -81,6 +85,7 @@ async fn ready(certs: &Api<Certificate>, name: &str) -> Certificate {
 
 #[tokio::test]
 async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some([kubeconfig, directory, acme_ca, http_port]) = support::dev_cluster_env([
         "KUBECONFIG",
         "CERTGATE_ACME_DIRECTORY",
@@ -277,6 +282,7 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
 
 #[tokio::test]
 async fn one_replica_leads_and_another_takes_over_when_it_dies() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some([kubeconfig]) = support::dev_cluster_env(["KUBECONFIG"]) else {
         return;
     };
