@@ -174,6 +174,30 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
             Some("Issuer")
         );
     }
+    // The Issuer's Ready condition, as `kubectl get issuer` shows it.
+    let issuers: Api<certgate::crd::issuer::Issuer> = Api::namespaced(client.clone(), &ns);
+    let issuer_ready = |i: Option<&certgate::crd::issuer::Issuer>| {
+        i.and_then(|i| {
+            i.status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+        })
+        .is_some_and(|c| {
+            format!("{:?}", c.status) == "True" && c.reason.as_deref() == Some("IsReady")
+        })
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(issuers, "selfsigned", issuer_ready),
+    )
+    .await
+    .expect("Issuer Ready in time")
+    .expect("watch");
+
     // Each issuance is recorded as a CertificateRequest `<name>-<revision>` owned by its Certificate.
     let requests: Api<certgate::crd::certificate_request::CertificateRequest> =
         Api::namespaced(client.clone(), &ns);

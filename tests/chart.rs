@@ -412,6 +412,16 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         ),
         "the controller records CertificateRequest outcomes"
     );
+    assert!(
+        can_i(
+            &cluster,
+            &sa,
+            "patch",
+            "issuers.cert-manager.io",
+            &["-n", "default", "--subresource", "status"]
+        ),
+        "the controller sets Issuer status"
+    );
     let kube_system = ["-n", "kube-system"];
     let forbidden: &[(&str, &str, &[&str])] = &[
         ("delete", "secrets", &elsewhere),

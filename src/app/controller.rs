@@ -238,6 +238,8 @@ pub async fn run(
             if stores.certs.is_some() {
                 let plan = crate::app::shim::plan(&world);
                 crate::app::shim::execute(&client, &recorder, &world, plan, &mut shim_said).await;
+                let crn = &args.common.cluster_resource_namespace;
+                crate::app::issuers::update(&client, &world, crn).await;
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod dataplane;
+pub mod issuers;
 pub mod issuing;
 pub mod lease;
 pub mod shim;

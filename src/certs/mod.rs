@@ -5,5 +5,6 @@
 
 pub mod decide;
 pub mod issue;
+pub mod issuer_status;
 pub mod shim;
 pub mod spec;
