@@ -16,11 +16,18 @@ stage() { # NAME CMD...: run a stage and record its duration
   "$@"
   STAGES+=("$(printf '%-28s %5ss' "$name" $((SECONDS - start)))")
 }
+TEST_LOG=$(mktemp)
 report() {
   local rc=$?
   printf '\n=== timings\n'
   printf '  %s\n' "${STAGES[@]}"
   printf '  %-28s %5ss\n' total "$SECONDS"
+  # One closing line for all test binaries together (cargo prints one per binary).
+  if grep -q '^test result:' "$TEST_LOG"; then
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+         END { printf "\ntests: %d passed, %d failed\n", p, f }' "$TEST_LOG"
+  fi
+  rm -f "$TEST_LOG"
   return $rc
 }
 
@@ -57,6 +64,7 @@ stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 stage "helm lint + template" helm_checks
 stage "cargo build (tests)" cargo test --locked --no-run
 stage "cluster up" cluster_up
-stage "cargo test" cargo test --locked "$@"
+run_tests() { cargo test --locked "$@" 2>&1 | tee "$TEST_LOG"; }
+stage "cargo test" run_tests "$@"
 # The README's first command, end to end: the quick start on a fresh build.
 stage "quickstart check" examples/quickstart/check.sh
