@@ -47,6 +47,16 @@ pub enum StatusCommand {
 pub struct ControllerArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Publish this Service's load-balancer addresses in the status of served Ingresses (NAMESPACE/NAME).
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        conflicts_with = "publish_status_address"
+    )]
+    pub publish_service: Option<String>,
+    /// Publish these addresses (comma-separated IPs or host names) in the status of served Ingresses.
+    #[arg(long, value_delimiter = ',')]
+    pub publish_status_address: Vec<String>,
     /// Namespace of the Lease that elects the one replica running the issuing controllers.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub leader_election_namespace: String,

@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub certs: CertTable,
     pub reports: Vec<Report>,
+    /// The Ingresses this instance serves (after class selection), for Ingress status.
+    pub served: Vec<ObjectKey>,
 }
 
 pub struct ConfigBuilder {
@@ -105,6 +107,7 @@ impl ConfigBuilder {
             routes: built.table,
             certs,
             reports,
+            served: built.served,
         }
     }
 

@@ -144,7 +144,15 @@ async fn serves_ingresses_from_the_cluster_and_follows_changes() {
         "metadata": {"name": "foreign", "namespace": ns},
         "spec": {"ingressClassName": "someone-else", "rules": [rule("foreign.kube.test", "svc-a", 80)]}})).await;
 
-    let cg = Certgate::controller(&kubeconfig, &[]);
+    let cg = Certgate::controller(
+        &kubeconfig,
+        &[
+            "--publish-status-address",
+            "192.0.2.10",
+            "--leader-election-namespace",
+            &ns,
+        ],
+    );
     let c = client(None);
     let url = |host: &str| format!("http://{host}:{}/", cg.http.port());
 
@@ -171,6 +179,24 @@ async fn serves_ingresses_from_the_cluster_and_follows_changes() {
         |s, _| s == StatusCode::NOT_FOUND,
     )
     .await;
+
+    // The leader publishes the address on the Ingresses it serves (kubectl's ADDRESS column), not on others.
+    let published = |i: Option<&Ingress>| {
+        i.and_then(|i| i.status.as_ref()?.load_balancer.as_ref()?.ingress.clone())
+            .is_some_and(|lb| lb.iter().any(|e| e.ip.as_deref() == Some("192.0.2.10")))
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(ingresses.clone(), "hosts", published),
+    )
+    .await
+    .expect("Ingress status published in time")
+    .expect("watch");
+    let foreign = ingresses.get("foreign").await.expect("foreign Ingress");
+    assert!(
+        !published(Some(&foreign)),
+        "an Ingress of another class gets no status"
+    );
 
     // Endpoints move: svc-a's slice now points at backend b.
     apply(&slices, slice(&ns, "svc-a-1", "svc-a", &ip, b.addr.port())).await;

@@ -191,8 +191,19 @@ pub async fn run(
         .map_err(|e| AppError::Kube(format!("caches did not sync: {e}")))?;
     info!("caches synced");
 
+    let publish_service = match &args.publish_service {
+        None => None,
+        Some(r) => Some(
+            ObjectKey::parse(r, "")
+                .filter(|_| r.contains('/'))
+                .ok_or_else(|| {
+                    AppError::Flag(format!("--publish-service {r:?} is not NAMESPACE/NAME"))
+                })?,
+        ),
+    };
     let mut reports = ReportLog::default();
     let (first, world) = rebuild(&stores, &mut builder);
+    let mut served = first.served.clone();
     publish(&recorder, &world, reports.fresh(&first.reports));
     let dataplane = DataPlane::start(&args.common, first, allow_loopback, shutdown.clone()).await?;
     let (mut issuing, mut outcomes) = Issuing::new(
@@ -220,6 +231,7 @@ pub async fn run(
             _ = changed.notified() => {
                 let (snapshot, world) = rebuild(&stores, &mut builder);
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
+                served = snapshot.served.clone();
                 dataplane.apply(snapshot);
                 true
             }
@@ -234,6 +246,12 @@ pub async fn run(
         };
         if act && *leading.borrow() {
             let world = stores.world();
+            let addresses = crate::app::ingress_status::addresses(
+                &world,
+                publish_service.as_ref(),
+                &args.publish_status_address,
+            );
+            crate::app::ingress_status::update(&client, &world, &served, &addresses).await;
             issuing.reconcile(&world, &foreign_secrets(&world));
             if stores.certs.is_some() {
                 let plan = crate::app::shim::plan(&world);

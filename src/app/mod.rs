@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod dataplane;
+pub mod ingress_status;
 pub mod issuers;
 pub mod issuing;
 pub mod lease;
