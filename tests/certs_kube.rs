@@ -192,11 +192,23 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
     };
     tokio::time::timeout(
         Duration::from_secs(30),
-        await_condition(issuers, "selfsigned", issuer_ready),
+        await_condition(issuers.clone(), "selfsigned", issuer_ready),
     )
     .await
     .expect("Issuer Ready in time")
     .expect("watch");
+    let pebble = issuers.get("pebble").await.expect("ACME Issuer");
+    let pebble_ready = pebble
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready");
+    assert_eq!(
+        pebble_ready.and_then(|c| c.reason).as_deref(),
+        Some("ACMEAccountRegistered"),
+        "ACME issuer Ready after registration"
+    );
 
     // Each issuance is recorded as a CertificateRequest `<name>-<revision>` owned by its Certificate.
     let requests: Api<certgate::crd::certificate_request::CertificateRequest> =
@@ -298,6 +310,126 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
         }
         assert_eq!(table.lines().count(), 2, "{table}");
     }
+
+    // ingress-shim: an annotated Ingress gets a Certificate it controls; removing the tls entry removes it.
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), &ns);
+    let ingress = |tls: Value| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shimmed", "namespace": ns, "annotations": {"cert-manager.io/issuer": "selfsigned"}},
+        "spec": {"tls": tls, "rules": [{"host": "shim.example.com"}]}})
+    };
+    let with_tls = ingress(json!([{"hosts": ["shim.example.com"], "secretName": "shim-tls"}]));
+    let ing = ingresses
+        .patch(
+            "shimmed",
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&with_tls),
+        )
+        .await
+        .expect("Ingress applied");
+    let shim_cert = ready(&certs, "shim-tls").await;
+    let owner = shim_cert
+        .owner_references()
+        .first()
+        .cloned()
+        .expect("owner reference");
+    assert_eq!(owner.kind, "Ingress");
+    assert_eq!(Some(owner.uid), ing.uid());
+    assert_eq!(owner.controller, Some(true));
+    assert_eq!(
+        shim_cert.spec.dns_names.as_deref(),
+        Some(&["shim.example.com".to_owned()][..])
+    );
+    secrets
+        .get("shim-tls")
+        .await
+        .expect("Secret issued for the Ingress");
+    ingresses
+        .patch(
+            "shimmed",
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&ingress(json!([]))),
+        )
+        .await
+        .expect("Ingress without tls");
+    let uid = shim_cert.uid().unwrap_or_default();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(certs.clone(), "shim-tls", conditions::is_deleted(&uid)),
+    )
+    .await
+    .expect("Certificate deleted in time")
+    .expect("watch");
+    assert!(
+        secrets.get_opt("shim-tls").await.expect("get").is_some(),
+        "the Secret stays, as with cert-manager"
+    );
+
+    // An ACME server that cannot be reached: Ready False with the reason, the failure counted, the issuer
+    // marked not Ready, no Secret.
+    apply(&client, &ns, json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "unreachable", "namespace": ns},
+        "spec": {"acme": {"server": "https://127.0.0.1:9/directory", "privateKeySecretRef": {"name": "nowhere-account"},
+                          "solvers": [{"http01": {"ingress": {}}}]}}})).await;
+    apply(&client, &ns, json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "doomed", "namespace": ns},
+        "spec": {"secretName": "doomed-tls", "dnsNames": ["doomed.example.com"], "issuerRef": {"name": "unreachable"}}})).await;
+    let failed = |c: Option<&Certificate>| {
+        c.and_then(|c| c.status.as_ref())
+            .is_some_and(|s| s.failed_issuance_attempts.unwrap_or(0) >= 1)
+    };
+    let doomed = tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(certs.clone(), "doomed", failed),
+    )
+    .await
+    .expect("failure recorded in time")
+    .expect("watch")
+    .expect("Certificate");
+    let status = doomed.status.expect("status");
+    assert!(status.last_failure_time.is_some());
+    let ready_condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    assert_eq!(format!("{:?}", ready_condition.status), "False");
+    assert_eq!(ready_condition.reason.as_deref(), Some("Failed"));
+    assert!(
+        ready_condition
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ACME"),
+        "{ready_condition:?}"
+    );
+    assert!(
+        secrets.get_opt("doomed-tls").await.expect("get").is_none(),
+        "no Secret for a failed issuance"
+    );
+    let not_registered = |i: Option<&certgate::crd::issuer::Issuer>| {
+        i.and_then(|i| {
+            i.status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+        })
+        .is_some_and(|c| c.reason.as_deref() == Some("ErrRegisterACMEAccount"))
+    };
+    let issuers: Api<certgate::crd::issuer::Issuer> = Api::namespaced(client.clone(), &ns);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(issuers, "unreachable", not_registered),
+    )
+    .await
+    .expect("ACME issuer marked not Ready")
+    .expect("watch");
+
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await

@@ -212,6 +212,54 @@ impl Sink {
         }
     }
 
+    /// An ACME issuer is Ready once its account is registered (cert-manager's `ACMEAccountRegistered`), and
+    /// not when registration fails (`ErrRegisterACMEAccount`); other failures say nothing about the issuer.
+    async fn acme_issuer_status(
+        &self,
+        issuer: &(String, Option<String>, String),
+        result: &Result<Issued, String>,
+    ) {
+        let Sink::Kube(client) = self else { return };
+        let (status, reason, message) = match result {
+            Ok(_) => (
+                "True",
+                "ACMEAccountRegistered",
+                "The ACME account was registered with the ACME server".to_owned(),
+            ),
+            Err(e) if e.contains("registering the account") || e.contains("ACME account key") => (
+                "False",
+                "ErrRegisterACMEAccount",
+                format!("Failed to register ACME account: {e}"),
+            ),
+            Err(_) => return,
+        };
+        let body = serde_json::json!({"status": {"conditions": [{
+            "type": "Ready", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }]}});
+        let params = kube::api::PatchParams::default();
+        let (kind, namespace, name) = issuer;
+        let written = match namespace {
+            Some(ns) => {
+                let api: kube::Api<crate::crd::issuer::Issuer> =
+                    kube::Api::namespaced(client.clone(), ns);
+                api.patch_status(name, &params, &kube::api::Patch::Merge(&body))
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let api: kube::Api<crate::crd::issuer::ClusterIssuer> =
+                    kube::Api::all(client.clone());
+                api.patch_status(name, &params, &kube::api::Patch::Merge(&body))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(error) = written {
+            warn!(issuer = %name, kind = %kind, %error, "could not update the ACME issuer's status");
+        }
+    }
+
     /// Set the Certificate's status (Kubernetes mode only; standalone mode logs it).
     async fn certificate_status(&self, key: &ObjectKey, status: serde_json::Value) {
         let Sink::Kube(client) = self else { return };
@@ -407,6 +455,7 @@ impl Issuing {
         self.in_flight.insert(key.clone());
         let (tokens, listener, done) = (self.tokens.clone(), self.http_listener, self.done.clone());
         let (sink, request) = (self.sink.clone(), RequestRecord::for_certificate(cert));
+        let acme_issuer = plan.acme_issuer.clone();
         tokio::spawn(async move {
             let existing_key = existing
                 .as_ref()
@@ -429,6 +478,9 @@ impl Issuing {
                         "issuance did not finish within {ISSUANCE_TIMEOUT:?}"
                     ))
                 });
+            if let Some(issuer) = &acme_issuer {
+                sink.acme_issuer_status(issuer, &result).await;
+            }
             let _ = done.send(Outcome {
                 certificate: key,
                 secret,
@@ -555,7 +607,15 @@ impl Issuing {
                 r.name
             ));
         };
-        Ok(Plan { kind, annotations })
+        let acme_issuer = matches!(kind, PlanKind::Acme { .. }).then(|| {
+            let ns = (issuer_kind == "Issuer").then(|| key.namespace.clone());
+            (issuer_kind.to_owned(), ns, r.name.clone())
+        });
+        Ok(Plan {
+            kind,
+            annotations,
+            acme_issuer,
+        })
     }
 
     /// Record an outcome: on success write the Secret (and a new account key) into the state dir.
@@ -635,6 +695,8 @@ pub fn backoff(attempts: u32, max: Duration) -> Duration {
 struct Plan {
     kind: PlanKind,
     annotations: BTreeMap<String, String>,
+    /// For ACME issuers: (kind, namespace for an Issuer, name), whose Ready condition follows account registration.
+    acme_issuer: Option<(String, Option<String>, String)>,
 }
 
 enum PlanKind {
