@@ -260,7 +260,7 @@ impl Sink {
         }
     }
 
-    /// Set the Certificate's status (Kubernetes mode only; standalone mode logs it).
+    /// Set the Certificate's status (Kubernetes mode; standalone mode has no status to write).
     async fn certificate_status(&self, key: &ObjectKey, status: serde_json::Value) {
         let Sink::Kube(client) = self else { return };
         let api: kube::Api<Certificate> = kube::Api::namespaced(client.clone(), &key.namespace);
@@ -298,7 +298,7 @@ fn status_is_ready_for(cert: &Certificate, not_after: chrono::DateTime<Utc>) -> 
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True");
+        .any(|c| c.type_ == "Ready" && c.status == crate::crd::meta::ConditionStatus::True);
     ready
         && status
             .not_after
