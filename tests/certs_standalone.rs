@@ -269,6 +269,19 @@ struct OwnPebble {
     _dir: tempfile::TempDir,
 }
 
+impl OwnPebble {
+    /// How many ACME accounts Pebble holds, from its log ("There are now N accounts").
+    fn accounts(&self) -> usize {
+        let log = std::fs::read_to_string(self._dir.path().join("pebble.log")).unwrap_or_default();
+        let counts = log.lines().filter_map(|l| {
+            let mut words = l.split("There are now ").nth(1)?.split_whitespace();
+            let n = words.next()?.parse().ok()?;
+            (words.next()? == "accounts").then_some(n)
+        });
+        counts.max().unwrap_or(0)
+    }
+}
+
 impl Drop for OwnPebble {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -291,14 +304,15 @@ async fn own_pebble(acme_ca: &str, http_port: u16, env: &[(&str, &str)]) -> OwnP
         "certificate": pki.join("pebble.crt"), "privateKey": pki.join("pebble.key"),
         "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": false
     }}).to_string()).expect("pebble config");
+    let log = std::fs::File::create(dir.path().join("pebble.log")).expect("pebble log");
     let mut cmd = std::process::Command::new(support::tool("pebble").expect("pebble installed"));
     cmd.arg("-config")
         .arg(&config)
         .args(["-dnsserver", "127.0.0.1:8053"])
         .env("PEBBLE_VA_NOSLEEP", "1");
     cmd.envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stdout(log.try_clone().expect("pebble log"))
+        .stderr(log);
     let pebble = OwnPebble {
         child: cmd.spawn().expect("pebble starts"),
         directory: format!("https://127.0.0.1:{listen}/dir"),
@@ -353,4 +367,43 @@ async fn issuance_succeeds_while_pebble_rejects_half_the_nonces() {
         .wait_for_log_any(&["certificate issued", "issuance failed"])
         .await;
     assert_eq!(done["fields"]["message"], "certificate issued", "{done}");
+}
+
+#[tokio::test]
+async fn concurrent_first_issuances_register_one_acme_account() {
+    let Some([acme_ca]) = support::dev_cluster_env(["CERTGATE_ACME_CA"]) else {
+        return;
+    };
+    let http_port = free_port();
+    let pebble = own_pebble(&acme_ca, http_port, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    let mut docs = vec![
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "shared"},
+        "spec": {"acme": {"server": pebble.directory, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "shared-account"},
+                          "solvers": [{"http01": {"ingress": {}}}]}}}),
+    ];
+    for i in 0..5 {
+        let name = format!("c{i}");
+        let host = format!("{}-{i}.certgate.test", support::unique_name("acct"));
+        docs.push(certificate(
+            &name,
+            &format!("{name}-tls"),
+            ("shared", "ClusterIssuer"),
+            json!({"dnsNames": [host], "privateKey": {"algorithm": "ECDSA"}}),
+        ));
+    }
+    write(dir.path(), "all.yaml", &docs);
+    let port = http_port.to_string();
+    let cg = Certgate::start(dir.path(), &["--http-port", &port]);
+    for i in 0..5 {
+        cg.wait_for_event("certificate issued", "secret", &format!("default/c{i}-tls"))
+            .await;
+    }
+    assert_eq!(
+        pebble.accounts(),
+        1,
+        "one account for the issuer, not one per Certificate"
+    );
 }

@@ -238,7 +238,8 @@ pub async fn run(
             Some(outcome) = outcomes.recv() => {
                 // The written Secret comes back through the watch and triggers the next reconcile.
                 issuing.finish(outcome).await;
-                false
+                // Certificates waiting for this one (an ACME account being registered) may start now.
+                true
             }
             _ = crate::app::sleep_until_some(wake) => true,
             Ok(()) = leading.changed() => true,

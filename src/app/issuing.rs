@@ -316,6 +316,9 @@ pub struct Issuing {
     failures: HashMap<ObjectKey, Failure>,
     /// Certificates whose issuer is not usable yet, with the reason last logged.
     waiting: HashMap<ObjectKey, String>,
+    /// ACME account Secrets being created by an issuance in flight, and which Certificate does it.
+    registering: HashSet<ObjectKey>,
+    registering_for: HashMap<ObjectKey, ObjectKey>,
     /// Earliest renewal among up-to-date Certificates.
     next_renewal: Option<Instant>,
     done: mpsc::UnboundedSender<Outcome>,
@@ -339,6 +342,8 @@ impl Issuing {
             in_flight: HashSet::new(),
             failures: HashMap::new(),
             waiting: HashMap::new(),
+            registering: HashSet::new(),
+            registering_for: HashMap::new(),
             next_renewal: None,
             done,
         };
@@ -451,6 +456,23 @@ impl Issuing {
                 return false;
             }
         };
+        // The first issuance against an ACME issuer without a stored account key registers the account;
+        // the others wait for that key instead of each registering an account of their own (Let's Encrypt
+        // allows 10 new accounts per IP per 3 hours).
+        if let PlanKind::Acme {
+            settings, account, ..
+        } = &plan.kind
+        {
+            if settings.account_key_pem.is_some() {
+                // The key is stored and visible: registration is over.
+                self.registering.remove(account);
+            } else {
+                if !self.registering.insert(account.clone()) {
+                    return false;
+                }
+                self.registering_for.insert(key.clone(), account.clone());
+            }
+        }
         self.waiting.remove(&key);
         self.in_flight.insert(key.clone());
         let (tokens, listener, done) = (self.tokens.clone(), self.http_listener, self.done.clone());
@@ -622,6 +644,14 @@ impl Issuing {
     /// Returns whether files changed (the caller reloads).
     pub async fn finish(&mut self, outcome: Outcome) -> bool {
         self.in_flight.remove(&outcome.certificate);
+        // On success the mark stays until the stored account key shows up in the world (see `start`);
+        // on failure another Certificate may try to register.
+        let registered_by_this = self.registering_for.remove(&outcome.certificate);
+        if outcome.result.is_err()
+            && let Some(account) = &registered_by_this
+        {
+            self.registering.remove(account);
+        }
         match outcome.result {
             Ok(issued) => {
                 self.failures.remove(&outcome.certificate);
@@ -637,6 +667,7 @@ impl Issuing {
                         .await
                 {
                     warn!(secret = %secret, error = %e, "could not store the ACME account key");
+                    self.registering.remove(secret);
                 }
                 match self
                     .sink

@@ -322,7 +322,10 @@ pub async fn acme(
                 }
             }
         }
-        let retries = RetryPolicy::new().timeout(Duration::from_secs(120));
+        // First poll soon (a fast CA answers in milliseconds), then back off as instant-acme does.
+        let retries = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(50))
+            .timeout(Duration::from_secs(120));
         match transient_retry!("waiting for validation", order.poll_ready(&retries))? {
             OrderStatus::Ready => {}
             status => {
