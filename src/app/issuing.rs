@@ -29,6 +29,8 @@ use crate::world::{ObjectKey, World};
 use kube::Resource;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
+/// Issuances running at once per process.
+const MAX_CONCURRENT_ISSUANCES: usize = 10;
 /// The longest one issuance may take (ACME validation included) before it counts as failed.
 const ISSUANCE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -444,6 +446,11 @@ impl Issuing {
         secret: ObjectKey,
         existing: Option<BTreeMap<String, Vec<u8>>>,
     ) -> bool {
+        // Bounded concurrency, as cert-manager's workers are: the rest start as these finish (each outcome
+        // triggers a reconcile), and an ACME server is never hit with hundreds of orders at once.
+        if self.in_flight.len() >= MAX_CONCURRENT_ISSUANCES {
+            return false;
+        }
         // A missing Issuer or issuer Secret is a wait, not a failed attempt: it is re-checked on every
         // change (an Issuer's CA Secret is often issued by certgate itself a moment later).
         let plan = match self.plan(world, &key, cert) {
