@@ -16,14 +16,6 @@ use support::backend;
 use support::certgate::Certgate;
 use support::http::client;
 
-fn write(dir: &Path, file: &str, docs: &[Value]) {
-    let text: Vec<String> = docs
-        .iter()
-        .map(|d| serde_json::to_string_pretty(d).expect("json"))
-        .collect();
-    std::fs::write(dir.join(file), text.join("\n---\n")).expect("write manifest");
-}
-
 /// A Service + EndpointSlice for the backend and an Ingress serving `host` over TLS from `secret`.
 fn site(host: &str, secret: &str, backend: std::net::SocketAddr, annotations: Value) -> Vec<Value> {
     vec![
@@ -81,7 +73,7 @@ async fn self_signed_ca_chain_issues_and_is_served_at_once() {
         ("ca", "Issuer"),
         json!({"dnsNames": [host], "privateKey": {"algorithm": "ECDSA", "encoding": "PKCS8"}}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let state = dir.path().join(".state");
     let cg = Certgate::start(dir.path(), &[]);
 
@@ -155,7 +147,7 @@ async fn annotated_ingress_gets_an_acme_certificate_over_http01_on_certgates_own
         "spec": {"acme": {"server": directory, "email": "ops@example.com", "caBundle": ca_bundle,
                           "privateKeySecretRef": {"name": "pebble-account"},
                           "solvers": [{"http01": {"ingress": {"ingressClassName": "certgate"}}}]}}}));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let state = dir.path().join(".state");
     // Pebble validates against 127.0.0.1:PEBBLE_HTTP_PORT: certgate's own HTTP listener is there.
     let cg = Certgate::start(dir.path(), &["--http-port", &http_port]);
@@ -223,7 +215,7 @@ async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() 
     keep["privateKey"] = json!({"algorithm": "ECDSA", "rotationPolicy": "Never"});
     let mut rotate = short;
     rotate["privateKey"] = json!({"algorithm": "ECDSA", "rotationPolicy": "Always"});
-    write(
+    support::write_manifests(
         dir.path(),
         "all.yaml",
         &[
@@ -360,7 +352,7 @@ async fn issuance_succeeds_while_pebble_rejects_half_the_nonces() {
     docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "flaky"},
         "spec": {"acme": {"server": pebble.directory, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "flaky-account"},
                           "solvers": [{"http01": {"ingress": {}}}]}}}));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let port = http_port.to_string();
     let cg = Certgate::start(dir.path(), &["--http-port", &port]);
     let done = cg
@@ -394,7 +386,7 @@ async fn concurrent_first_issuances_register_one_acme_account() {
             json!({"dnsNames": [host], "privateKey": {"algorithm": "ECDSA"}}),
         ));
     }
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let port = http_port.to_string();
     let cg = Certgate::start(dir.path(), &["--http-port", &port]);
     for i in 0..5 {

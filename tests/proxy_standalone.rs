@@ -4,7 +4,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -44,18 +43,6 @@ fn rule(host: &str, paths: Vec<Value>) -> Value {
     json!({"host": host, "http": {"paths": paths}})
 }
 
-/// JSON is YAML: each document on its own, separated by `---`.
-fn write(dir: &Path, file: &str, docs: &[Value]) {
-    let text: Vec<String> = docs
-        .iter()
-        .map(|d| serde_json::to_string_pretty(d).expect("json"))
-        .collect();
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, text.join("\n---\n")).expect("write manifest");
-    // Renamed into place, as editors and kubectl-style tools do, so a reload never sees half a file.
-    std::fs::rename(&tmp, dir.join(file)).expect("rename manifest");
-}
-
 fn url(cg: &Certgate, host: &str, path: &str) -> String {
     format!("http://{host}:{}{path}", cg.http.port())
 }
@@ -90,7 +77,7 @@ async fn routes_by_host_and_path_rewrites_and_falls_back_to_404() {
     docs.push(ingress("paths", json!({"nginx.ingress.kubernetes.io/rewrite-target": "/"}), json!({"rules": [
         rule("paths.example.com", vec![path("/apache", "Prefix", "svc-a"), path("/nginx", "Prefix", "svc-b")]),
     ]})));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
 
@@ -147,7 +134,7 @@ async fn forwards_client_information_and_drops_hop_by_hop_headers() {
         json!({}),
         json!({"rules": [rule("h.example.com", vec![path("/", "Prefix", "svc")])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let resp = client(None)
         .post(url(&cg, "h.example.com", "/submit?x=1"))
@@ -200,7 +187,7 @@ async fn error_statuses_name_where_the_failure_is() {
             path("/hang", "Prefix", "live"),
         ])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
     let status = |p: &'static str| {
@@ -255,7 +242,7 @@ async fn path_normalisation_never_reaches_a_less_specific_rule() {
             path("/admin", "Prefix", "private"),
         ])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
     for p in [
@@ -325,7 +312,7 @@ async fn tls_by_sni_with_hsts_http2_redirects_and_the_acme_exception() {
         json!({}),
         json!({"rules": [rule("plain.example.com", vec![path("/", "Prefix", "svc")])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let ca = CertificateDer::from(ca_cert.der().to_vec());
     let c = client(Some(&ca));
@@ -447,7 +434,7 @@ async fn basic_auth_with_files_made_by_htpasswd() {
         }),
         json!({"rules": [rule("broken.example.com", vec![path("/", "Prefix", "svc")])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
     let u = url(&cg, "auth.example.com", "/");
@@ -527,7 +514,7 @@ async fn bad_annotations_stop_only_their_ingress_and_are_reported() {
                                         "nginx.ingress.kubernetes.io/enable-cors": "true"}),
         json!({"rules": [rule("snippet.example.com", vec![path("/", "Prefix", "svc")])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     std::fs::write(dir.path().join("broken.yaml"), "kind: [unclosed\n").unwrap();
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
@@ -558,7 +545,7 @@ async fn websocket_upgrade_is_passed_through() {
         json!({}),
         json!({"rules": [rule("ws.example.com", vec![path("/", "Prefix", "svc")])]}),
     ));
-    write(dir.path(), "all.yaml", &docs);
+    support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
     let mut s = tokio::net::TcpStream::connect(cg.http).await.unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
@@ -591,7 +578,7 @@ async fn configuration_changes_apply_under_load_without_a_failed_request() {
         json!({}),
         json!({"rules": [rule("steady.example.com", vec![path("/", "Prefix", "svc-a")])]}),
     ));
-    write(dir.path(), "base.yaml", &base);
+    support::write_manifests(dir.path(), "base.yaml", &base);
     let cg = Certgate::start(dir.path(), &[]);
     let c = client(None);
 
@@ -626,7 +613,7 @@ async fn configuration_changes_apply_under_load_without_a_failed_request() {
         } else {
             ("svc-b", "b")
         };
-        write(
+        support::write_manifests(
             dir.path(),
             "moving.yaml",
             &[ingress(

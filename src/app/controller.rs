@@ -227,26 +227,29 @@ pub async fn run(
     let mut stop = shutdown;
     loop {
         let wake = issuing.next_wake().map(tokio::time::Instant::from_std);
-        let act = tokio::select! {
+        // The World a rebuild made is reused by the leader's reconcile; other wake-ups read the caches once.
+        let act: Option<Option<World>> = tokio::select! {
             _ = changed.notified() => {
                 let (snapshot, world) = rebuild(&stores, &mut builder);
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
                 served = snapshot.served.clone();
                 dataplane.apply(snapshot);
-                true
+                Some(Some(world))
             }
             Some(outcome) = outcomes.recv() => {
                 // The written Secret comes back through the watch and triggers the next reconcile.
                 issuing.finish(outcome).await;
                 // Certificates waiting for this one (an ACME account being registered) may start now.
-                true
+                Some(None)
             }
-            _ = crate::app::sleep_until_some(wake) => true,
-            Ok(()) = leading.changed() => true,
+            _ = crate::app::sleep_until_some(wake) => Some(None),
+            Ok(()) = leading.changed() => Some(None),
             _ = stop.changed() => break,
         };
-        if act && *leading.borrow() {
-            let world = stores.world();
+        if let Some(rebuilt) = act
+            && *leading.borrow()
+        {
+            let world = rebuilt.unwrap_or_else(|| stores.world());
             let addresses = crate::app::ingress_status::addresses(
                 &world,
                 publish_service.as_ref(),

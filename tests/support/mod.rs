@@ -57,3 +57,15 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// Write manifests (JSON is YAML: one document each, separated by `---`) to `dir/file`, through a temporary
+/// file renamed into place, as editors and kubectl-style tools do, so a reload never sees half a file.
+pub fn write_manifests(dir: &std::path::Path, file: &str, docs: &[serde_json::Value]) {
+    let text: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::to_string_pretty(d).expect("json"))
+        .collect();
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text.join("\n---\n")).expect("write manifest");
+    std::fs::rename(&tmp, dir.join(file)).expect("rename manifest");
+}
