@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use support::backend;
 use support::certgate::Certgate;
 use support::http::client;
+use support::pebble::Pebble;
 
 /// A Service + EndpointSlice for the backend and an Ingress serving `host` over TLS from `secret`.
 fn site(host: &str, secret: &str, backend: std::net::SocketAddr, annotations: Value) -> Vec<Value> {
@@ -209,8 +210,8 @@ async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() 
     let dir = tempfile::tempdir().unwrap();
     let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "self"},
                         "spec": {"selfSigned": {}}});
-    // Renewal one second after issuance: renewBefore is the lifetime minus a second.
-    let short = json!({"duration": "1h", "renewBefore": "59m59s", "dnsNames": ["r.example.com"]});
+    // Renewal three seconds after issuance: renewBefore is the lifetime minus three seconds.
+    let short = json!({"duration": "1h", "renewBefore": "59m57s", "dnsNames": ["r.example.com"]});
     let mut keep = short.clone();
     keep["privateKey"] = json!({"algorithm": "ECDSA", "rotationPolicy": "Never"});
     let mut rotate = short;
@@ -227,13 +228,17 @@ async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() 
     let state = dir.path().join(".state");
     let cg = Certgate::start(dir.path(), &[]);
 
+    // Both first issuances are read before either renews (the files are replaced in place).
+    let mut firsts = Vec::new();
     for secret in ["keep-tls", "rotate-tls"] {
-        let full = format!("default/{secret}");
-        cg.wait_for_event("certificate issued", "secret", &full)
+        cg.wait_for_event("certificate issued", "secret", &format!("default/{secret}"))
             .await;
-        let first = state_file(&state, "default", secret);
-        // The renewal is announced with cert-manager's reason, then issued.
-        cg.wait_for_event("issuing", "reason", "Renewing").await;
+        firsts.push(state_file(&state, "default", secret));
+    }
+    // The renewal is announced with cert-manager's reason, then issued.
+    cg.wait_for_event("issuing", "reason", "Renewing").await;
+    for (secret, first) in ["keep-tls", "rotate-tls"].into_iter().zip(firsts) {
+        let full = format!("default/{secret}");
         let renewed = cg
             .wait_for_nth_event(2, "certificate issued", "secret", &full)
             .await;
@@ -254,90 +259,19 @@ async fn renewal_replaces_the_certificate_and_rotation_policy_decides_the_key() 
     cg.assert_log_keys_unique();
 }
 
-/// A Pebble of the test's own, for fault injection, sharing the dev cluster's DNS and TLS certificate.
-struct OwnPebble {
-    child: std::process::Child,
-    directory: String,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnPebble {
-    /// How many ACME accounts Pebble holds, from its log ("There are now N accounts").
-    fn accounts(&self) -> usize {
-        let log = std::fs::read_to_string(self._dir.path().join("pebble.log")).unwrap_or_default();
-        let counts = log.lines().filter_map(|l| {
-            let mut words = l.split("There are now ").nth(1)?.split_whitespace();
-            let n = words.next()?.parse().ok()?;
-            (words.next()? == "accounts").then_some(n)
-        });
-        counts.max().unwrap_or(0)
-    }
-}
-
-impl Drop for OwnPebble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("its address").port()
-}
-
-async fn own_pebble(acme_ca: &str, http_port: u16, env: &[(&str, &str)]) -> OwnPebble {
-    let pki = Path::new(acme_ca).parent().expect("pki dir");
-    let (listen, mgmt) = (free_port(), free_port());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("pebble.json");
-    std::fs::write(&config, json!({"pebble": {
-        "listenAddress": format!("127.0.0.1:{listen}"), "managementListenAddress": format!("127.0.0.1:{mgmt}"),
-        "certificate": pki.join("pebble.crt"), "privateKey": pki.join("pebble.key"),
-        "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": false
-    }}).to_string()).expect("pebble config");
-    let log = std::fs::File::create(dir.path().join("pebble.log")).expect("pebble log");
-    let mut cmd = std::process::Command::new(support::tool("pebble").expect("pebble installed"));
-    cmd.arg("-config")
-        .arg(&config)
-        .args(["-dnsserver", "127.0.0.1:8053"])
-        .env("PEBBLE_VA_NOSLEEP", "1");
-    cmd.envs(env.iter().copied())
-        .stdout(log.try_clone().expect("pebble log"))
-        .stderr(log);
-    let pebble = OwnPebble {
-        child: cmd.spawn().expect("pebble starts"),
-        directory: format!("https://127.0.0.1:{listen}/dir"),
-        _dir: dir,
-    };
-    // Ready when its directory answers (bounded).
-    let ca = CertificateDer::pem_file_iter(acme_ca)
-        .expect("CA file")
-        .next()
-        .expect("one CA")
-        .expect("CA PEM");
-    let c = client(Some(&ca));
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-    for _ in 0..200 {
-        tick.tick().await;
-        if c.get(&pebble.directory)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            return pebble;
-        }
-    }
-    panic!("own Pebble did not start");
-}
-
 #[tokio::test]
 async fn issuance_succeeds_while_pebble_rejects_half_the_nonces() {
     let Some([acme_ca]) = support::dev_cluster_env(["CERTGATE_ACME_CA"]) else {
         return;
     };
-    let http_port = free_port();
-    let pebble = own_pebble(&acme_ca, http_port, &[("PEBBLE_WFE_NONCEREJECT", "50")]).await;
+    let http_port = support::free_port();
+    let pebble = Pebble::start(
+        &acme_ca,
+        http_port,
+        &[("PEBBLE_WFE_NONCEREJECT", "50")],
+        json!({}),
+    )
+    .await;
     let site_backend = backend::start("site").await;
     let dir = tempfile::tempdir().unwrap();
     let host = format!("{}.certgate.test", support::unique_name("nonce"));
@@ -366,8 +300,8 @@ async fn concurrent_first_issuances_register_one_acme_account() {
     let Some([acme_ca]) = support::dev_cluster_env(["CERTGATE_ACME_CA"]) else {
         return;
     };
-    let http_port = free_port();
-    let pebble = own_pebble(&acme_ca, http_port, &[]).await;
+    let http_port = support::free_port();
+    let pebble = Pebble::start(&acme_ca, http_port, &[], json!({})).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_bundle =
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());

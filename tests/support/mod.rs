@@ -41,6 +41,13 @@ pub mod backend;
 pub mod certgate;
 pub mod http;
 pub mod netns;
+pub mod pebble;
+
+/// A TCP port free at the moment of asking (for listeners a child process binds).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("its address").port()
+}
 
 /// A command-line tool the test needs: its path, or `None` (test skipped) outside CI when it is missing.
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
