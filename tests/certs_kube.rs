@@ -258,6 +258,73 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
         Some(1)
     );
 
+    // The ACME issuance left cert-manager's object chain: CertificateRequest acme-1 → one Order, valid,
+    // with the authorization of the name; its Challenges are gone once it ended; the key in flight was
+    // emptied from its Secret.
+    let orders: Api<certgate::crd::acme::Order> = Api::namespaced(client.clone(), &ns);
+    let all_orders = orders.list(&Default::default()).await.expect("orders");
+    assert_eq!(all_orders.items.len(), 1, "one Order: {all_orders:?}");
+    let order = &all_orders.items[0];
+    assert!(
+        order.name_any().starts_with("acme-1-"),
+        "{}",
+        order.name_any()
+    );
+    let owner = order.owner_references().first().expect("Order owner");
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("CertificateRequest", "acme-1")
+    );
+    let order_status = order.status.clone().expect("Order status");
+    assert_eq!(order_status.state, Some(certgate::crd::acme::State::Valid));
+    assert!(
+        order_status
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+        "{order_status:?}"
+    );
+    assert!(order_status.certificate.is_some(), "the chain on the Order");
+    let authorizations = order_status.authorizations.unwrap_or_default();
+    assert_eq!(
+        authorizations
+            .iter()
+            .map(|a| a.identifier.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        [acme_host.as_str()]
+    );
+    assert_eq!(
+        order.spec.dns_names.as_deref(),
+        Some(std::slice::from_ref(&acme_host))
+    );
+    let challenges: Api<certgate::crd::acme::Challenge> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        challenges
+            .list(&Default::default())
+            .await
+            .expect("challenges")
+            .items
+            .is_empty(),
+        "Challenges are deleted when their order ends"
+    );
+    let next_key = secrets
+        .get("acme-next-private-key")
+        .await
+        .expect("next key Secret");
+    assert!(
+        next_key.data.unwrap_or_default().is_empty(),
+        "the key in flight is emptied once issued"
+    );
+    assert_eq!(
+        certs
+            .get("acme")
+            .await
+            .expect("Certificate")
+            .status
+            .and_then(|s| s.next_private_key_secret_name),
+        None
+    );
+
     // `certgate status certificate`, as `cmctl status certificate` reports it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
         .args(["status", "certificate", "local", "-n", &ns])

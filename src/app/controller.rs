@@ -206,6 +206,10 @@ pub async fn run(
     let mut served = first.served.clone();
     publish(&recorder, &world, reports.fresh(&first.reports));
     let dataplane = DataPlane::start(&args.common, first, allow_loopback, shutdown.clone()).await?;
+    // Every replica answers HTTP-01 from the Challenge objects, whichever replica opened the order.
+    if stores.certs.is_some() {
+        crate::app::orders::serve_challenges(&client, dataplane.http01(), &mut watches);
+    }
     let (mut issuing, mut outcomes) = Issuing::new(
         Sink::Kube(client.clone()),
         dataplane.http01(),

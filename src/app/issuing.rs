@@ -18,9 +18,12 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::acme::http01::Http01Tokens;
+use crate::app::orders::{self, KubeJournal, OrderSpecFields};
+use crate::certs::acme::{self, AcmeSettings, LocalJournal};
 use crate::certs::decide::{self, Decision, TLS_KEY};
-use crate::certs::issue::{self, AcmeSettings};
+use crate::certs::issue;
 use crate::certs::spec::{self, Wanted};
+use crate::crd::acme::AcmeChallengeSolver;
 use crate::crd::certificate::Certificate;
 use crate::crd::certificate_request::CertificateRequest;
 use crate::crd::issuer::IssuerSpec;
@@ -48,7 +51,10 @@ struct RequestRecord {
     name: String,
     revision: i64,
     certificate: String,
+    certificate_uid: String,
     owner: Option<serde_json::Value>,
+    issuer: crate::crd::meta::IssuerRef,
+    order: OrderSpecFields,
     issuer_ref: serde_json::Value,
     duration: Option<String>,
     is_ca: Option<bool>,
@@ -68,6 +74,14 @@ impl RequestRecord {
             name: format!("{name}-{revision}"),
             revision,
             certificate: name,
+            certificate_uid: cert.metadata.uid.clone().unwrap_or_default(),
+            issuer: cert.spec.issuer_ref.clone(),
+            order: OrderSpecFields {
+                common_name: cert.spec.common_name.clone(),
+                dns_names: cert.spec.dns_names.clone().unwrap_or_default(),
+                ip_addresses: cert.spec.ip_addresses.clone().unwrap_or_default(),
+                duration: cert.spec.duration.clone(),
+            },
             owner: cert
                 .controller_owner_ref(&())
                 .and_then(|o| serde_json::to_value(o).ok()),
@@ -84,6 +98,9 @@ struct Issued {
     annotations: BTreeMap<String, String>,
     /// A new ACME account key to store: (Secret, key name in it, PEM).
     account_key: Option<(ObjectKey, String, String)>,
+    /// The key was kept in a next-private-key Secret while the order was open (Kubernetes, ACME).
+    next_key_stored: bool,
+    certificate_uid: String,
 }
 
 struct Failure {
@@ -126,10 +143,12 @@ impl Sink {
         }
     }
 
-    /// Create the CertificateRequest for an issuance (Kubernetes mode only).
-    async fn record_request(&self, r: &RequestRecord, csr_der: &[u8]) {
+    /// Create the CertificateRequest for an issuance (Kubernetes mode only); its uid once written.
+    async fn record_request(&self, r: &RequestRecord, csr_der: &[u8]) -> Option<String> {
         use base64::Engine;
-        let Sink::Kube(client) = self else { return };
+        let Sink::Kube(client) = self else {
+            return None;
+        };
         let mut metadata = serde_json::json!({
             "name": r.name, "namespace": r.namespace,
             "annotations": {"cert-manager.io/certificate-name": r.certificate,
@@ -154,7 +173,7 @@ impl Sink {
         let doc = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "metadata": metadata, "spec": spec});
         let api: kube::Api<CertificateRequest> =
             kube::Api::namespaced(client.clone(), &r.namespace);
-        if let Err(error) = api
+        match api
             .patch(
                 &r.name,
                 &kube::api::PatchParams::apply(MANAGER).force(),
@@ -162,7 +181,11 @@ impl Sink {
             )
             .await
         {
-            warn!(request = %r.name, %error, "could not record the CertificateRequest");
+            Ok(cr) => cr.metadata.uid,
+            Err(error) => {
+                warn!(request = %r.name, %error, "could not record the CertificateRequest");
+                None
+            }
         }
     }
 
@@ -485,6 +508,14 @@ impl Issuing {
         let (tokens, listener, done) = (self.tokens.clone(), self.http_listener, self.done.clone());
         let (sink, request) = (self.sink.clone(), RequestRecord::for_certificate(cert));
         let acme_issuer = plan.acme_issuer.clone();
+        // The key of an issuance a previous leader left in flight (Kubernetes mode).
+        let next_key = world
+            .secrets
+            .get(&ObjectKey::new(
+                key.namespace.clone(),
+                orders::next_key_secret_name(&key.name),
+            ))
+            .and_then(|s| secret_data(s).remove(TLS_KEY));
         tokio::spawn(async move {
             let existing_key = existing
                 .as_ref()
@@ -495,6 +526,7 @@ impl Issuing {
                 plan,
                 &wanted,
                 existing_key.as_deref(),
+                next_key,
                 &tokens,
                 listener,
                 &sink,
@@ -605,10 +637,28 @@ impl Issuing {
             if acme.skip_tls_verify == Some(true) {
                 return Err("acme.skipTLSVerify is not supported by certgate; give the server's CA in acme.caBundle".into());
             }
-            let http01 = acme.solvers.iter().flatten().any(|s| s.http01.is_some());
-            if !http01 {
-                return Err("the ACME issuer has no http01 solver; certgate answers HTTP-01 only (DNS-01 is not supported)".into());
+            // Each name needs a solver, and certgate can only use HTTP-01 ones.
+            let all_solvers = acme.solvers.as_deref().unwrap_or_default();
+            let labels = cert.metadata.labels.clone().unwrap_or_default();
+            let mut solvers = BTreeMap::new();
+            for name in cert
+                .spec
+                .dns_names
+                .iter()
+                .flatten()
+                .chain(cert.spec.ip_addresses.iter().flatten())
+            {
+                let solver = crate::certs::solver::select(all_solvers, name, &labels)
+                    .map_err(|e| format!("{issuer_kind} {}: {e}", r.name))?;
+                solvers.insert(name.clone(), solver.clone());
             }
+            let eab = match &acme.external_account_binding {
+                None => None,
+                Some(eab) => Some((
+                    eab.key_id.clone(),
+                    eab_key(eab, |name| secret(name), secrets_namespace)?,
+                )),
+            };
             let account =
                 ObjectKey::new(secrets_namespace, acme.private_key_secret_ref.name.clone());
             let account_field = acme
@@ -620,15 +670,17 @@ impl Issuing {
                 .and_then(|d| d.get(&account_field).cloned())
                 .and_then(|k| String::from_utf8(k).ok());
             PlanKind::Acme {
-                settings: AcmeSettings {
+                settings: Box::new(AcmeSettings {
                     directory: acme.server.clone(),
                     email: acme.email.clone().filter(|e| !e.is_empty()),
                     ca_bundle: acme.ca_bundle.as_ref().map(|b| b.0.clone()),
                     account_secret: account.to_string(),
                     account_key_pem,
-                },
+                    eab,
+                }),
                 account,
                 account_field,
+                solvers,
             }
         } else {
             return Err(format!(
@@ -683,6 +735,11 @@ impl Issuing {
                 {
                     Ok(written) => {
                         info!(certificate = %outcome.certificate, secret = %outcome.secret, to = %written, "certificate issued");
+                        if let (true, Sink::Kube(client)) = (issued.next_key_stored, &self.sink) {
+                            let c = &outcome.certificate;
+                            let uid = issued.certificate_uid.as_str();
+                            orders::drop_next_key(client, &c.namespace, (&c.name, uid)).await;
+                        }
                         true
                     }
                     Err(e) => {
@@ -723,6 +780,41 @@ impl Issuing {
     }
 }
 
+/// The HMAC key of an external account binding: the Secret entry holds it base64url-encoded, as
+/// cert-manager reads it (padding tolerated).
+fn eab_key(
+    eab: &crate::crd::acme::ExternalAccountBinding,
+    secret: impl Fn(&str) -> Option<BTreeMap<String, Vec<u8>>>,
+    namespace: &str,
+) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let r = &eab.key_secret_ref;
+    let field = r.key.as_deref().ok_or_else(|| {
+        "acme.externalAccountBinding.keySecretRef.key is not set: name the Secret entry holding the MAC key".to_owned()
+    })?;
+    let data = secret(&r.name).ok_or_else(|| {
+        format!(
+            "external account binding Secret {namespace}/{} not found",
+            r.name
+        )
+    })?;
+    let value = data.get(field).ok_or_else(|| {
+        format!(
+            "external account binding Secret {namespace}/{} has no entry {field:?}",
+            r.name
+        )
+    })?;
+    let text = String::from_utf8_lossy(value);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|_| {
+            format!(
+                "external account binding Secret {namespace}/{} entry {field:?} is not base64url",
+                r.name
+            )
+        })
+}
+
 /// 1 min, 2, 4, … up to `max`: quick enough for a typo fixed a minute later, and inside Let's Encrypt's
 /// failed-validation limits (5 per hour per name) once it grows.
 pub fn backoff(attempts: u32, max: Duration) -> Duration {
@@ -741,38 +833,95 @@ enum PlanKind {
     SelfSigned,
     Ca(BTreeMap<String, Vec<u8>>),
     Acme {
-        settings: AcmeSettings,
+        settings: Box<AcmeSettings>,
         account: ObjectKey,
         account_field: String,
+        /// The solver chosen for each name.
+        solvers: BTreeMap<String, AcmeChallengeSolver>,
     },
 }
 
+#[allow(clippy::too_many_arguments)] // the task's whole input, resolved before it was spawned
 async fn run(
     plan: Plan,
     wanted: &Wanted,
     existing_key: Option<&str>,
+    next_key: Option<Vec<u8>>,
     tokens: &Http01Tokens,
     listener: SocketAddr,
     sink: &Sink,
     request: &RequestRecord,
 ) -> Result<Issued, String> {
-    let key = issue::private_key(wanted, existing_key).map_err(|e| e.to_string())?;
-    if let Ok(csr) = crate::pki::csr::build_csr(&wanted.request, &key.key_pair) {
-        sink.record_request(request, &csr).await;
-    }
-    let result = issue_with(plan, wanted, &key, tokens, listener).await;
+    let kube_acme = match (&plan.kind, sink) {
+        (PlanKind::Acme { .. }, Sink::Kube(client)) => Some(client),
+        _ => None,
+    };
+    // An order a previous leader left open is continued with its key and CSR, not opened again.
+    let resume = match kube_acme {
+        Some(client) => {
+            orders::resumable(
+                client,
+                &request.namespace,
+                &request.name,
+                next_key.as_deref(),
+            )
+            .await
+        }
+        None => None,
+    };
+    let (key, csr, order_url) = match resume {
+        Some(r) => {
+            info!(certificate = %request.certificate, order = %r.order, "resuming the ACME order a previous leader opened");
+            (r.key, r.csr_der, Some(r.order_url))
+        }
+        None => {
+            let key = issue::private_key(wanted, existing_key).map_err(|e| e.to_string())?;
+            let csr = crate::pki::csr::build_csr(&wanted.request, &key.key_pair)
+                .map_err(|e| e.to_string())?;
+            if let Some(client) = kube_acme {
+                let certificate = (
+                    request.certificate.as_str(),
+                    request.certificate_uid.as_str(),
+                );
+                orders::store_next_key(client, &request.namespace, certificate, &key.pem).await?;
+            }
+            (key, csr, None)
+        }
+    };
+    let request_uid = sink.record_request(request, &csr).await;
+    let issuance = Issuance {
+        key: &key,
+        csr: &csr,
+        order_url: order_url.as_deref(),
+        request_uid,
+    };
+    let result = issue_with(plan, wanted, issuance, tokens, listener, sink, request).await;
     sink.request_done(request, &result).await;
     result
+}
+
+/// One issuance's key and CSR, and where it stands.
+struct Issuance<'a> {
+    key: &'a crate::pki::key::GeneratedKey,
+    csr: &'a [u8],
+    /// An open ACME order to continue.
+    order_url: Option<&'a str>,
+    /// The CertificateRequest's uid (Kubernetes mode), owner of the Order.
+    request_uid: Option<String>,
 }
 
 async fn issue_with(
     plan: Plan,
     wanted: &Wanted,
-    key: &crate::pki::key::GeneratedKey,
+    issuance: Issuance<'_>,
     tokens: &Http01Tokens,
     listener: SocketAddr,
+    sink: &Sink,
+    request: &RequestRecord,
 ) -> Result<Issued, String> {
     let now = Utc::now();
+    let key = issuance.key;
+    let mut next_key_stored = false;
     let (data, account_key) = match plan.kind {
         PlanKind::SelfSigned => (
             issue::self_signed(wanted, key, now).map_err(|e| e.to_string())?,
@@ -786,12 +935,52 @@ async fn issue_with(
             settings,
             account,
             account_field,
+            solvers,
         } => {
-            let issued = issue::acme(&settings, wanted, key, tokens, listener)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut identifiers: Vec<instant_acme::Identifier> = wanted
+                .request
+                .dns_names
+                .iter()
+                .cloned()
+                .map(instant_acme::Identifier::Dns)
+                .collect();
+            identifiers.extend(
+                wanted
+                    .request
+                    .ip_addresses
+                    .iter()
+                    .copied()
+                    .map(instant_acme::Identifier::Ip),
+            );
+            let (csr, resume) = (issuance.csr, issuance.order_url);
+            let issued = match sink {
+                Sink::Files(_) => {
+                    let journal = LocalJournal(tokens);
+                    acme::issue(&settings, identifiers, csr, resume, &journal, listener).await
+                }
+                Sink::Kube(client) => {
+                    next_key_stored = true;
+                    let uid = issuance.request_uid.ok_or_else(|| {
+                        format!(
+                            "the CertificateRequest {} could not be recorded, so its Order cannot be",
+                            request.name
+                        )
+                    })?;
+                    let journal = KubeJournal::new(
+                        client.clone(),
+                        &request.namespace,
+                        (request.name.clone(), uid),
+                        csr,
+                        request.issuer.clone(),
+                        request.order.clone(),
+                        solvers,
+                    );
+                    acme::issue(&settings, identifiers, csr, resume, &journal, listener).await
+                }
+            }
+            .map_err(|e| e.to_string())?;
             (
-                issued.secret,
+                issue::secret_data(issued.chain_pem, key.pem.clone(), None),
                 issued
                     .new_account_key_pem
                     .map(|pem| (account, account_field, pem)),
@@ -802,6 +991,8 @@ async fn issue_with(
         data,
         annotations: plan.annotations,
         account_key,
+        next_key_stored,
+        certificate_uid: request.certificate_uid.clone(),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod ingress_status;
 pub mod issuers;
 pub mod issuing;
 pub mod lease;
+pub mod orders;
 pub mod shim;
 pub mod standalone;
 pub mod status;
