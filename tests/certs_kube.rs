@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -551,6 +552,132 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
         .wait_for_event("leadership changed", "leading", "true")
         .await;
     assert_eq!(took_over["fields"]["leading"], true);
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+}
+
+#[tokio::test]
+async fn every_replica_answers_http01_and_a_new_leader_finishes_the_order_of_a_dead_one() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some([kubeconfig, directory, acme_ca, http_port]) = support::dev_cluster_env([
+        "KUBECONFIG",
+        "CERTGATE_ACME_DIRECTORY",
+        "CERTGATE_ACME_CA",
+        "PEBBLE_HTTP_PORT",
+    ]) else {
+        return;
+    };
+    let client = Client::try_default().await.expect("client");
+    install_crds(&client).await;
+    let ns = support::unique_name("ha");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    use base64::Engine;
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    apply(&client, &ns, json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "pebble", "namespace": ns},
+        "spec": {"acme": {"server": directory, "caBundle": ca_bundle, "privateKeySecretRef": {"name": "pebble-account"},
+                          "solvers": [{"http01": {"ingress": {"ingressClassName": "certgate"}}}]}}})).await;
+    let certificate = |name: &str| {
+        let host = format!("{}.certgate.test", support::unique_name(name));
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"secretName": format!("{name}-tls"), "dnsNames": [host], "issuerRef": {"name": "pebble"},
+                     "privateKey": {"algorithm": "ECDSA"}}})
+    };
+
+    // The leader listens on a port of its own; Pebble validates on PEBBLE_HTTP_PORT, where only the
+    // follower listens: every validation below is answered by the replica that did not open the order.
+    let lease = [
+        "--leader-election-namespace",
+        ns.as_str(),
+        "--leader-lease-duration",
+        "3s",
+    ];
+    let leader = Certgate::controller(&kubeconfig, &lease);
+    leader
+        .wait_for_event("leadership changed", "leading", "true")
+        .await;
+    let mut follower_args = lease.to_vec();
+    follower_args.extend(["--http-port", http_port.as_str()]);
+    let follower = Certgate::controller(&kubeconfig, &follower_args);
+    follower.wait_for_log("caches synced").await;
+
+    let certs: Api<Certificate> = Api::namespaced(client.clone(), &ns);
+    apply(&client, &ns, certificate("first")).await;
+    ready(&certs, "first").await;
+    leader
+        .wait_for_event("certificate issued", "certificate", &format!("{ns}/first"))
+        .await;
+    assert_eq!(
+        follower.count_logs("certificate issued"),
+        0,
+        "the follower issued"
+    );
+
+    // Kill the leader as soon as the second order's Challenge exists, before it can finish.
+    let challenges: Api<certgate::crd::acme::Challenge> = Api::namespaced(client.clone(), &ns);
+    let mut appeared =
+        std::pin::pin!(kube::runtime::watcher(challenges, Default::default()).applied_objects());
+    apply(&client, &ns, certificate("second")).await;
+    let challenge = tokio::time::timeout(Duration::from_secs(30), async {
+        use futures::StreamExt;
+        loop {
+            let c = appeared.next().await.expect("watch open").expect("watch");
+            if c.name_any().starts_with("second-1-") {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("the second order's Challenge in time");
+    drop(leader);
+
+    // The follower takes the Lease, resumes that order (same Order, same Challenge) and finishes it.
+    follower
+        .wait_for_event("leadership changed", "leading", "true")
+        .await;
+    let resumed = follower
+        .wait_for_log("resuming the ACME order a previous leader opened")
+        .await;
+    let second = ready(&certs, "second").await;
+    let orders: Api<certgate::crd::acme::Order> = Api::namespaced(client.clone(), &ns);
+    let second_orders: Vec<_> = orders
+        .list(&Default::default())
+        .await
+        .expect("orders")
+        .items
+        .into_iter()
+        .filter(|o| o.name_any().starts_with("second-"))
+        .collect();
+    assert_eq!(
+        second_orders.len(),
+        1,
+        "one order, not a second one: {second_orders:?}"
+    );
+    let order = &second_orders[0];
+    assert_eq!(resumed["fields"]["order"], order.name_any().as_str());
+    assert_eq!(
+        challenge
+            .owner_references()
+            .first()
+            .map(|o| o.name.as_str()),
+        Some(order.name_any().as_str())
+    );
+    assert_eq!(
+        order.status.as_ref().and_then(|s| s.state),
+        Some(certgate::crd::acme::State::Valid)
+    );
+    assert_eq!(second.status.and_then(|s| s.revision), Some(1));
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await
