@@ -333,3 +333,174 @@ async fn concurrent_first_issuances_register_one_acme_account() {
         "one account for the issuer, not one per Certificate"
     );
 }
+
+#[tokio::test]
+async fn eab_bound_account_issues_several_names_through_the_solver_its_selector_picks() {
+    let Some([acme_ca]) = support::dev_cluster_env(["CERTGATE_ACME_CA"]) else {
+        return;
+    };
+    let http_port = support::free_port();
+    // A CA that refuses accounts without an external account binding (as ZeroSSL or Google's CA do).
+    let mac_key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start(
+        &acme_ca,
+        http_port,
+        &[],
+        json!({"externalAccountBindingRequired": true, "externalAccountMACKeys": {"kid-1": mac_key}}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    let zone = format!("{}.certgate.test", support::unique_name("eab"));
+    let acme = |name: &str, eab: Option<&str>| {
+        let mut spec = json!({"server": pebble.directory, "caBundle": ca_bundle,
+        "privateKeySecretRef": {"name": format!("{name}-account")},
+        "solvers": [
+            // Names under internal.<zone> would be solved by DNS-01, which certgate does not do.
+            {"selector": {"dnsZones": [format!("internal.{zone}")]}, "dns01": {"route53": {"region": "eu-west-1"}}},
+            {"selector": {"dnsZones": [zone.clone()]}, "http01": {"ingress": {"ingressClassName": "certgate"}}},
+        ]});
+        if let Some(secret) = eab {
+            spec["externalAccountBinding"] =
+                json!({"keyID": "kid-1", "keySecretRef": {"name": secret, "key": "secret"}});
+        }
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": name},
+               "spec": {"acme": spec}})
+    };
+    let names =
+        |sub: &[&str]| -> Vec<String> { sub.iter().map(|s| format!("{s}.{zone}")).collect() };
+    support::write_manifests(
+        dir.path(),
+        "all.yaml",
+        &[
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "eab", "namespace": "cert-manager"},
+                   "stringData": {"secret": mac_key}}),
+            acme("bound", Some("eab")),
+            acme("unbound", None),
+            certificate(
+                "several",
+                "several-tls",
+                ("bound", "ClusterIssuer"),
+                json!({"dnsNames": names(&["www", "api"]), "privateKey": {"algorithm": "ECDSA"}}),
+            ),
+            certificate(
+                "internal",
+                "internal-tls",
+                ("bound", "ClusterIssuer"),
+                json!({"dnsNames": names(&["db.internal"])}),
+            ),
+            certificate(
+                "no-eab",
+                "no-eab-tls",
+                ("unbound", "ClusterIssuer"),
+                json!({"dnsNames": names(&["plain"])}),
+            ),
+        ],
+    );
+    let port = http_port.to_string();
+    let cg = Certgate::start(dir.path(), &["--http-port", &port]);
+
+    // Two names, one order, validated through the http01 solver the zone selector picked.
+    cg.wait_for_event("certificate issued", "secret", "default/several-tls")
+        .await;
+    let issued = state_file(&dir.path().join(".state"), "default", "several-tls");
+    let leaf = CertificateDer::pem_slice_iter(&pem_field(&issued, "tls.crt"))
+        .next()
+        .expect("leaf")
+        .expect("PEM");
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).expect("X.509");
+    let mut sans: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("SAN extension")
+        .expect("SANs")
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    sans.sort();
+    assert_eq!(
+        sans,
+        [
+            format!("DNSName({})", names(&["api"])[0]),
+            format!("DNSName({})", names(&["www"])[0])
+        ]
+    );
+
+    // A name whose solver is DNS-01 is not issued, and the reason names it.
+    let waiting = cg
+        .wait_for_event("waiting for the issuer", "certificate", "default/internal")
+        .await;
+    let problem = waiting["fields"]["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains(&names(&["db.internal"])[0]) && problem.contains("DNS-01"),
+        "{waiting}"
+    );
+
+    // Without the binding, the CA refuses the account and the failure says so.
+    let failed = cg
+        .wait_for_event("issuance failed", "certificate", "default/no-eab")
+        .await;
+    assert!(
+        failed["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("externalAccountRequired")),
+        "{failed}"
+    );
+    assert_eq!(pebble.accounts(), 1, "only the bound account exists");
+}
+
+#[tokio::test]
+async fn an_rsa_account_key_left_by_cert_manager_gets_a_clear_failure() {
+    let Some([acme_ca, directory]) =
+        support::dev_cluster_env(["CERTGATE_ACME_CA", "CERTGATE_ACME_DIRECTORY"])
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).unwrap());
+    // cert-manager's account keys are RSA 2048 in PKCS#1.
+    let rsa = certgate::pki::key::generate(&certgate::pki::key::KeySpec {
+        algorithm: certgate::pki::key::KeyAlgorithm::Rsa,
+        size: Some(2048),
+        encoding: certgate::pki::key::KeyEncoding::Pkcs1,
+    })
+    .expect("RSA key");
+    support::write_manifests(
+        dir.path(),
+        "all.yaml",
+        &[
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "le-account", "namespace": "cert-manager"},
+                   "stringData": {"tls.key": rsa.pem}}),
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "le"},
+                   "spec": {"acme": {"server": directory, "caBundle": ca_bundle,
+                                     "privateKeySecretRef": {"name": "le-account"},
+                                     "solvers": [{"http01": {"ingress": {}}}]}}}),
+            certificate(
+                "site",
+                "site-tls",
+                ("le", "ClusterIssuer"),
+                json!({"dnsNames": ["rsa-account.certgate.test"]}),
+            ),
+        ],
+    );
+    let cg = Certgate::start(dir.path(), &[]);
+    let failed = cg
+        .wait_for_event("issuance failed", "certificate", "default/site")
+        .await;
+    let error = failed["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cert-manager/le-account")
+            && error.contains("P-256")
+            && error.contains("delete the Secret"),
+        "{failed}"
+    );
+    // The Secret is the user's: certgate did not overwrite it.
+    assert!(
+        !dir.path()
+            .join(".state/cert-manager.le-account.secret.yaml")
+            .exists()
+    );
+}
