@@ -353,6 +353,25 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
         "{report}"
     );
     assert!(report.contains("Keys: ca.crt tls.crt tls.key"), "{report}");
+    // For the ACME Certificate it also walks the chain: the request, its Order and that Order's state.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+        .args(["status", "certificate", "acme", "-n", &ns])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("certgate status runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "Ready: True, Reason: ACMEAccountRegistered",
+        "CertificateRequest:\n  Name: acme-1\n  Ready: True, Reason: Issued",
+        &format!("Authorization: {acme_host} (pending)"),
+        "State: valid",
+        "Challenges: none (deleted once the order ends)",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing from:\n{report}"
+        );
+    }
 
     // The account key Secret exists and is reused from now on.
     assert!(

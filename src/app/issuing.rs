@@ -36,6 +36,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_CONCURRENT_ISSUANCES: usize = 10;
 /// The longest one issuance may take (ACME validation included) before it counts as failed.
 const ISSUANCE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a written Secret may take to show up in the watch cache before the Certificate is decided
+/// again regardless.
+const CACHE_LAG_LIMIT: Duration = Duration::from_secs(30);
 
 /// What an issuance task hands back.
 pub struct Outcome {
@@ -344,6 +347,9 @@ pub struct Issuing {
     /// ACME account Secrets being created by an issuance in flight, and which Certificate does it.
     registering: HashSet<ObjectKey>,
     registering_for: HashMap<ObjectKey, ObjectKey>,
+    /// Certificates just issued whose Secret the cache does not show yet: (the written tls.crt, when).
+    /// Until it does they are not decided again — a stale cache would look like a missing Secret.
+    awaiting_cache: HashMap<ObjectKey, (Vec<u8>, Instant)>,
     /// Earliest renewal among up-to-date Certificates.
     next_renewal: Option<Instant>,
     done: mpsc::UnboundedSender<Outcome>,
@@ -369,6 +375,7 @@ impl Issuing {
             waiting: HashMap::new(),
             registering: HashSet::new(),
             registering_for: HashMap::new(),
+            awaiting_cache: HashMap::new(),
             next_renewal: None,
             done,
         };
@@ -400,6 +407,13 @@ impl Issuing {
             };
             let secret_key = ObjectKey::new(key.namespace.clone(), cert.spec.secret_name.clone());
             let data = world.secrets.get(&secret_key).map(|s| secret_data(s));
+            if let Some((written, at)) = self.awaiting_cache.get(key) {
+                let seen = data.as_ref().and_then(|d| d.get(decide::TLS_CRT)) == Some(written);
+                if !seen && at.elapsed() < CACHE_LAG_LIMIT {
+                    continue;
+                }
+                self.awaiting_cache.remove(key);
+            }
             let reason = match decide::decide(&wanted, data.as_ref(), now) {
                 Decision::UpToDate {
                     not_before,
@@ -728,6 +742,11 @@ impl Issuing {
                     warn!(secret = %secret, error = %e, "could not store the ACME account key");
                     self.registering.remove(secret);
                 }
+                let written_crt = issued
+                    .data
+                    .get(decide::TLS_CRT)
+                    .cloned()
+                    .unwrap_or_default();
                 match self
                     .sink
                     .write_secret(&outcome.secret, issued.data, issued.annotations, true)
@@ -735,6 +754,8 @@ impl Issuing {
                 {
                     Ok(written) => {
                         info!(certificate = %outcome.certificate, secret = %outcome.secret, to = %written, "certificate issued");
+                        self.awaiting_cache
+                            .insert(outcome.certificate.clone(), (written_crt, Instant::now()));
                         if let (true, Sink::Kube(client)) = (issued.next_key_stored, &self.sink) {
                             let c = &outcome.certificate;
                             let uid = issued.certificate_uid.as_str();
