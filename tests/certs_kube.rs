@@ -201,6 +201,7 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
     let pebble = issuers.get("pebble").await.expect("ACME Issuer");
     let pebble_ready = pebble
         .status
+        .clone()
         .and_then(|s| s.conditions)
         .unwrap_or_default()
         .into_iter()
@@ -209,6 +210,15 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
         pebble_ready.and_then(|c| c.reason).as_deref(),
         Some("ACMEAccountRegistered"),
         "ACME issuer Ready after registration"
+    );
+    let account_uri = pebble
+        .status
+        .as_ref()
+        .and_then(|s| s.acme.as_ref())
+        .and_then(|a| a.uri.clone());
+    assert!(
+        account_uri.is_some_and(|u| u.starts_with(directory.trim_end_matches("/dir"))),
+        "status.acme.uri is the account URL at the server"
     );
 
     // Each issuance is recorded as a CertificateRequest `<name>-<revision>` owned by its Certificate.

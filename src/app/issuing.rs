@@ -103,6 +103,8 @@ struct Issued {
     account_key: Option<(ObjectKey, String, String)>,
     /// The key was kept in a next-private-key Secret while the order was open (Kubernetes, ACME).
     next_key_stored: bool,
+    /// The ACME account's URL and registered email.
+    acme_account: Option<(String, Option<String>)>,
     certificate_uid: String,
 }
 
@@ -261,10 +263,18 @@ impl Sink {
             ),
             Err(_) => return,
         };
-        let body = serde_json::json!({"status": {"conditions": [{
+        let mut body = serde_json::json!({"status": {"conditions": [{
             "type": "Ready", "status": status, "reason": reason, "message": message,
             "lastTransitionTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }]}});
+        // As cert-manager records the registration: the account URL and the email it was registered with.
+        if let Ok(Issued {
+            acme_account: Some((uri, email)),
+            ..
+        }) = result
+        {
+            body["status"]["acme"] = serde_json::json!({"uri": uri, "lastRegisteredEmail": email});
+        }
         let params = kube::api::PatchParams::default();
         let (kind, namespace, name) = issuer;
         let written = match namespace {
@@ -943,6 +953,7 @@ async fn issue_with(
     let now = Utc::now();
     let key = issuance.key;
     let mut next_key_stored = false;
+    let mut acme_account = None;
     let (data, account_key) = match plan.kind {
         PlanKind::SelfSigned => (
             issue::self_signed(wanted, key, now).map_err(|e| e.to_string())?,
@@ -1000,6 +1011,7 @@ async fn issue_with(
                 }
             }
             .map_err(|e| e.to_string())?;
+            acme_account = Some((issued.account_uri, settings.email.clone()));
             (
                 issue::secret_data(issued.chain_pem, key.pem.clone(), None),
                 issued
@@ -1013,6 +1025,7 @@ async fn issue_with(
         annotations: plan.annotations,
         account_key,
         next_key_stored,
+        acme_account,
         certificate_uid: request.certificate_uid.clone(),
     })
 }

@@ -42,6 +42,8 @@ pub struct AcmeIssued {
     pub chain_pem: String,
     /// A newly generated account key to store in `privateKeySecretRef` (PKCS#8 PEM), when there was none.
     pub new_account_key_pem: Option<String>,
+    /// The account's URL at the server.
+    pub account_uri: String,
 }
 
 /// An order as the server reports it.
@@ -454,6 +456,7 @@ pub async fn issue(
     Ok(AcmeIssued {
         chain_pem: result?,
         new_account_key_pem,
+        account_uri: account.id().to_owned(),
     })
 }
 
