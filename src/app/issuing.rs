@@ -186,7 +186,26 @@ impl Sink {
             )
             .await
         {
-            Ok(cr) => cr.metadata.uid,
+            Ok(cr) => {
+                // A new attempt under the same name (the last one failed): its outcome is not this one's.
+                let ended = cr
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready"));
+                if ended {
+                    let status = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                        "status": {"conditions": [approved_condition()]}});
+                    let params = kube::api::PatchParams::apply(MANAGER).force();
+                    if let Err(error) = api
+                        .patch_status(&r.name, &params, &kube::api::Patch::Apply(&status))
+                        .await
+                    {
+                        warn!(request = %r.name, %error, "could not reset the CertificateRequest status");
+                    }
+                }
+                cr.metadata.uid
+            }
             Err(error) => {
                 warn!(request = %r.name, %error, "could not record the CertificateRequest");
                 None
@@ -199,13 +218,7 @@ impl Sink {
         use base64::Engine;
         let Sink::Kube(client) = self else { return };
         let b64 = |v: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(v);
-        let approved = condition(
-            "Approved",
-            "True",
-            "cert-manager.io",
-            "Certificate request has been approved by cert-manager.io",
-            None,
-        );
+        let approved = approved_condition();
         let status = match result {
             Ok(issued) => {
                 let mut s = serde_json::json!({"conditions": [approved, condition("Ready", "True", "Issued", "Certificate fetched from issuer successfully", None)]});
@@ -313,6 +326,17 @@ impl Sink {
             warn!(certificate = %key, %error, "could not update Certificate status");
         }
     }
+}
+
+/// cert-manager approves its own requests; certgate records the same.
+fn approved_condition() -> serde_json::Value {
+    condition(
+        "Approved",
+        "True",
+        "cert-manager.io",
+        "Certificate request has been approved by cert-manager.io",
+        None,
+    )
 }
 
 fn condition(

@@ -212,10 +212,8 @@ async fn account(settings: &AcmeSettings) -> Result<(Account, Option<String>), I
                     .await
                     .map(|(account, _)| account)
             };
-            (
-                transient_retry!("registering the account", register())?,
-                None,
-            )
+            let what = format!("registering the account at {}", settings.directory);
+            (transient_retry!(what, register())?, None)
         }
         None => {
             let eab = settings
@@ -234,7 +232,8 @@ async fn account(settings: &AcmeSettings) -> Result<(Account, Option<String>), I
                     .create(&new, settings.directory.clone(), eab.as_ref())
                     .await
             };
-            let (account, credentials) = transient_retry!("registering the account", register())?;
+            let what = format!("registering the account at {}", settings.directory);
+            let (account, credentials) = transient_retry!(what, register())?;
             (
                 account,
                 Some(credentials.private_key().secret_pkcs8_der().to_vec()),

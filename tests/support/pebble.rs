@@ -28,8 +28,19 @@ impl Pebble {
         env: &[(&str, &str)],
         extra_config: serde_json::Value,
     ) -> Pebble {
+        Self::start_at(acme_ca, http_port, super::free_port(), env, extra_config).await
+    }
+
+    /// Like [`Pebble::start`], with its directory at `https://127.0.0.1:<listen>/dir`.
+    pub async fn start_at(
+        acme_ca: &str,
+        http_port: u16,
+        listen: u16,
+        env: &[(&str, &str)],
+        extra_config: serde_json::Value,
+    ) -> Pebble {
         let pki = Path::new(acme_ca).parent().expect("pki dir");
-        let (listen, mgmt) = (super::free_port(), super::free_port());
+        let mgmt = super::free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("pebble.json");
         let mut config = json!({
@@ -83,13 +94,22 @@ impl Pebble {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
-    /// How many ACME accounts Pebble holds, from its log ("There are now N accounts").
+    /// How many ACME accounts Pebble holds, from its log ("There are now N accounts in memory").
     pub fn accounts(&self) -> usize {
+        self.count("accounts")
+    }
+
+    /// How many orders Pebble holds, from its log ("There are now N orders in the db").
+    pub fn orders(&self) -> usize {
+        self.count("orders")
+    }
+
+    fn count(&self, what: &str) -> usize {
         let log = self.log();
         let counts = log.lines().filter_map(|l| {
             let mut words = l.split("There are now ").nth(1)?.split_whitespace();
             let n = words.next()?.parse().ok()?;
-            (words.next()? == "accounts").then_some(n)
+            (words.next()? == what).then_some(n)
         });
         counts.max().unwrap_or(0)
     }
