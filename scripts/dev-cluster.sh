@@ -5,6 +5,8 @@
 #   scripts/dev-cluster.sh env     print `export` lines for a shell to eval
 #   scripts/dev-cluster.sh down    stop what `up` started (by process id) and remove its data
 #   scripts/dev-cluster.sh status  say what is running
+#   scripts/dev-cluster.sh restart-apiserver
+#                                  stop kube-apiserver and start it again on the same etcd (fault tests)
 #
 # The apiserver serves TLS on 127.0.0.1 with certificates made here, authorizes with RBAC, and accepts two
 # bearer tokens: `admin` (group system:masters) and `restricted` (a user no role is bound to). Both are
@@ -246,5 +248,6 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+  restart-apiserver) stop kube-apiserver; up_apiserver; log "kube-apiserver restarted" ;;
+  *) echo "usage: $0 up|down|env|status|restart-apiserver" >&2; exit 2 ;;
 esac

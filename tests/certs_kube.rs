@@ -7,7 +7,6 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::wait::{await_condition, conditions};
@@ -22,27 +21,6 @@ const MANAGER: &str = "certgate-cert-test";
 /// Each test here runs controllers that act on the whole cluster (every Certificate, every Ingress): one
 /// test at a time, so two elected leaders never issue the same Certificates side by side.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in certgate::crd::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("CRD applies");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("CRD established in time")
-        .expect("CRD watch");
-    }
-}
 
 async fn apply(client: &Client, ns: &str, doc: Value) {
     let name = doc["metadata"]["name"].as_str().expect("name").to_owned();
@@ -96,7 +74,7 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
         return;
     };
     let client = Client::try_default().await.expect("client");
-    install_crds(&client).await;
+    support::kube::install_crds(&client).await;
     let ns = support::unique_name("certs");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
@@ -599,7 +577,7 @@ async fn every_replica_answers_http01_and_a_new_leader_finishes_the_order_of_a_d
         return;
     };
     let client = Client::try_default().await.expect("client");
-    install_crds(&client).await;
+    support::kube::install_crds(&client).await;
     let ns = support::unique_name("ha");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

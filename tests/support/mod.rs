@@ -40,6 +40,7 @@ pub fn unique_name(prefix: &str) -> String {
 pub mod backend;
 pub mod certgate;
 pub mod http;
+pub mod kube;
 pub mod netns;
 pub mod pebble;
 
