@@ -4,9 +4,11 @@
 //! configuration swap never disturbs requests in flight. Nothing here mutates configuration.
 
 pub mod body;
+pub mod client_io;
 pub mod forward;
 pub mod handler;
 pub mod headers;
+pub mod screen;
 pub mod server;
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct Shared {
     pub http01: Arc<crate::acme::http01::Http01Tokens>,
     /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
     pub hsts: Option<hyper::header::HeaderValue>,
+    /// Client-side limits and timeouts (the command line's nginx-like flags).
+    pub client: client_io::ClientLimits,
     allow_loopback: bool,
     /// The bound HTTPS port (redirects name it when it is not 443); set once the listener is bound.
     https_port: AtomicU16,
@@ -38,12 +42,14 @@ impl Shared {
         routes: RouteTable,
         hsts: Option<hyper::header::HeaderValue>,
         allow_loopback: bool,
+        client: client_io::ClientLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
             upstream: forward::Upstream::new(),
             http01: Arc::default(),
             hsts,
+            client,
             allow_loopback,
             https_port: AtomicU16::new(443),
         })
