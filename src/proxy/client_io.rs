@@ -81,8 +81,8 @@ pub struct ConnState {
     accepted: Instant,
     begun: AtomicU64,
     finished: AtomicU64,
-    /// When the last response finished, in milliseconds after `accepted`.
-    idle_since_ms: AtomicU64,
+    /// When the last response finished, in nanoseconds after `accepted`.
+    idle_since_ns: AtomicU64,
     upgraded: AtomicBool,
     /// The index of the request standing in for a refused head, and the refusal.
     refused: OnceLock<(u64, Refusal)>,
@@ -94,7 +94,7 @@ impl ConnState {
             accepted: Instant::now(),
             begun: AtomicU64::new(0),
             finished: AtomicU64::new(0),
-            idle_since_ms: AtomicU64::new(0),
+            idle_since_ns: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
             refused: OnceLock::new(),
         })
@@ -135,7 +135,7 @@ impl ConnState {
     }
 
     fn idle_since(&self) -> Instant {
-        self.accepted + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
+        self.accepted + Duration::from_nanos(self.idle_since_ns.load(Ordering::Acquire))
     }
 }
 
@@ -154,8 +154,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let ms = u64::try_from(self.state.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.state.idle_since_ms.fetch_max(ms, Ordering::AcqRel);
+        let ns = u64::try_from(self.state.accepted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.state.idle_since_ns.fetch_max(ns, Ordering::AcqRel);
         self.state.finished.fetch_add(1, Ordering::AcqRel);
     }
 }
