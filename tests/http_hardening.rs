@@ -595,6 +595,10 @@ async fn slowloris_connections_time_out_without_starving_other_clients() {
     let started = Instant::now();
     let (answer, _) = exchange(cg.http, &get("h.example", "/normal")).await;
     assert_eq!(answer.status, 200);
+    eprintln!(
+        "measured: normal request next to {SLOW} slowloris connections: {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_millis(900),
         "a normal request took {:?} next to {SLOW} slowloris connections",
@@ -604,8 +608,10 @@ async fn slowloris_connections_time_out_without_starving_other_clients() {
         slow.iter().all(|t| !t.is_finished()),
         "slowloris connections ended too early"
     );
+    let mut closed_after = Vec::new();
     for task in slow {
         let (open_for, got) = task.await.expect("slowloris task");
+        closed_after.push(open_for);
         assert!(
             got.is_empty(),
             "a slowloris connection got an answer: {:?}",
@@ -616,6 +622,11 @@ async fn slowloris_connections_time_out_without_starving_other_clients() {
             "closed after {open_for:?}, expected 1 s (the header timeout)"
         );
     }
+    eprintln!(
+        "measured: slowloris closed after {:?} .. {:?}",
+        closed_after.iter().min(),
+        closed_after.iter().max()
+    );
     // The trickled heads (5.8 s at that pace) never completed, so none reached the backend.
     assert_eq!(backend.seen().len(), 1);
 }
@@ -634,6 +645,7 @@ async fn slow_request_bodies_time_out_between_reads_not_in_total() {
     let silent = Instant::now();
     let answer = raw.expect_answer().await;
     let waited = silent.elapsed();
+    eprintln!("measured: 408 after {waited:?} of silence");
     assert_eq!(answer.status, 408);
     assert_eq!(answer.header("connection"), Some("close"));
     raw.expect_closed().await;
@@ -676,6 +688,7 @@ async fn idle_keep_alive_connections_are_closed_after_the_keep_alive_timeout() {
     assert_eq!(raw.expect_answer().await.status, 200);
     raw.expect_closed().await;
     let after = idle.elapsed();
+    eprintln!("measured: idle connection closed after {after:?}");
     assert!(
         after >= Duration::from_secs(1) && after < Duration::from_secs(3),
         "closed after {after:?} idle"
@@ -780,6 +793,9 @@ async fn proxy_connect_timeout_answers_504_after_the_annotated_seconds() {
     let ((one, one_took), (three, three_took)) =
         tokio::join!(timed("one.example"), timed("three.example"));
     assert_eq!((one, three), (504, 504));
+    eprintln!(
+        "measured: connect timeouts 1 s and 3 s answered after {one_took:?} and {three_took:?}"
+    );
     assert!(
         one_took >= Duration::from_secs(1) && one_took < Duration::from_secs(2),
         "1 s connect timeout answered after {one_took:?}"
@@ -855,6 +871,7 @@ async fn proxy_send_timeout_answers_504_when_the_upstream_stops_reading() {
         }
     };
     let took = started.elapsed();
+    eprintln!("measured: send timeout 1 s answered after {took:?}");
     writer.abort();
     held.abort();
     assert_eq!(status, 504);

@@ -92,7 +92,7 @@ impl std::str::FromStr for HeaderBuffers {
 
 impl std::fmt::Display for HeaderBuffers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.size % 1024 == 0 {
+        if self.size.is_multiple_of(1024) {
             write!(f, "{} {}k", self.number, self.size / 1024)
         } else {
             write!(f, "{} {}", self.number, self.size)
