@@ -114,6 +114,8 @@ pub struct CommonArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Namespace of the Secrets ClusterIssuers refer to (CA key pair, ACME account key), as cert-manager's
     /// --cluster-resource-namespace.
     #[arg(long, default_value = "cert-manager")]
@@ -124,8 +126,6 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 /// Limits on client connections, named after the nginx directives (and ingress-nginx ConfigMap keys)
@@ -220,6 +220,16 @@ mod tests {
     }
 
     #[test]
+    fn status_certificate_takes_namespace() {
+        let cli = Cli::try_parse_from(["certgate", "status", "certificate", "web", "-n", "prod"])
+            .unwrap();
+        let Command::Status(StatusCommand::Certificate { name, namespace }) = cli.command else {
+            panic!("expected status certificate, got {:?}", cli.command)
+        };
+        assert_eq!((name.as_str(), namespace.as_str()), ("web", "prod"));
+    }
+
+    #[test]
     fn client_limits_default_to_nginx_values_and_parse_nginx_syntax() {
         let parse = |extra: &[&str]| {
             let mut args = vec!["certgate", "run", "--manifests", "m"];
@@ -271,15 +281,5 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn status_certificate_takes_namespace() {
-        let cli = Cli::try_parse_from(["certgate", "status", "certificate", "web", "-n", "prod"])
-            .unwrap();
-        let Command::Status(StatusCommand::Certificate { name, namespace }) = cli.command else {
-            panic!("expected status certificate, got {:?}", cli.command)
-        };
-        assert_eq!((name.as_str(), namespace.as_str()), ("web", "prod"));
     }
 }

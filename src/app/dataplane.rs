@@ -38,7 +38,7 @@ impl DataPlane {
             })?),
         };
         let client = common.client.limits();
-        let shared = Shared::new(first.routes, hsts, allow_loopback, client);
+        let shared = Shared::new(first.routes, client, hsts, allow_loopback);
         // One limit for both listeners, as nginx's worker_connections counts every client connection.
         let connections = Arc::new(tokio::sync::Semaphore::new(client.max_connections));
         let resolver = Arc::new(SniResolver::new(first.certs));

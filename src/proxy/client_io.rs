@@ -262,11 +262,7 @@ impl<IO> ClientIo<IO> {
                     match screen::screen(&self.pending, self.limits.header_buffers) {
                         Verdict::Partial => return,
                         Verdict::NotScreened => self.phase = Phase::Passthrough,
-                        Verdict::Accept {
-                            len,
-                            framing,
-                            upgrade: _,
-                        } => {
+                        Verdict::Accept { len, framing } => {
                             let head = self.pending.split_to(len);
                             self.out.unsplit(head);
                             self.heads_passed += 1;

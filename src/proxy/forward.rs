@@ -5,8 +5,10 @@
 //! - `proxy-connect-timeout`: establishing the TCP connection (504 when it runs out);
 //! - `proxy-send-timeout`: between two successive writes to the upstream — a write that makes no progress
 //!   for this long (the upstream stopped reading) fails the request with 504;
-//! - `proxy-read-timeout`: from the moment the whole request was handed to the connection until the
-//!   response head (nginx also applies it between reads of the response body; certgate does not yet).
+//! - `proxy-read-timeout`: from the moment the whole request body was handed to the connection until the
+//!   response head — for a request without a body from the start, so its connect and send time count too
+//!   (nginx starts it once the request is written, and also applies it between reads of the response
+//!   body; certgate does neither yet).
 //!
 //! Connections are pooled per (connect, send) timeout pair, since both are properties of the connection.
 

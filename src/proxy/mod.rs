@@ -26,12 +26,12 @@ pub const DEFAULT_HSTS: &str = "max-age=31536000; includeSubDomains";
 pub struct Shared {
     pub routes: ArcSwap<RouteTable>,
     pub upstream: forward::Upstream,
+    /// Client-side limits and timeouts (the command line's nginx-like flags).
+    pub client: client_io::ClientLimits,
     /// Pending HTTP-01 challenges, answered before routing.
     pub http01: Arc<crate::acme::http01::Http01Tokens>,
     /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
     pub hsts: Option<hyper::header::HeaderValue>,
-    /// Client-side limits and timeouts (the command line's nginx-like flags).
-    pub client: client_io::ClientLimits,
     allow_loopback: bool,
     /// The bound HTTPS port (redirects name it when it is not 443); set once the listener is bound.
     https_port: AtomicU16,
@@ -40,16 +40,16 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         routes: RouteTable,
+        client: client_io::ClientLimits,
         hsts: Option<hyper::header::HeaderValue>,
         allow_loopback: bool,
-        client: client_io::ClientLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
             upstream: forward::Upstream::new(),
+            client,
             http01: Arc::default(),
             hsts,
-            client,
             allow_loopback,
             https_port: AtomicU16::new(443),
         })

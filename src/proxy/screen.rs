@@ -122,12 +122,9 @@ pub struct Refusal {
 pub enum Verdict {
     /// More bytes are needed before the head can be judged.
     Partial,
-    /// A complete head of `len` bytes, passed on; `upgrade`: it asks for a protocol switch.
-    Accept {
-        len: usize,
-        framing: Framing,
-        upgrade: bool,
-    },
+    /// A complete head of `len` bytes, passed on. (A protocol switch is learnt from the response, 101, not
+    /// from the request's `Upgrade` header: until then the connection stays HTTP.)
+    Accept { len: usize, framing: Framing },
     /// Refused. `len` is the head's length when it was complete.
     Refuse(Refusal),
     /// Not an HTTP/1 head we can judge (the HTTP/2 preface, or bytes httparse refuses: hyper answers 400).
@@ -176,7 +173,6 @@ pub fn screen(buf: &[u8], limits: HeaderBuffers) -> Verdict {
     }
 
     let (mut hosts, mut lengths, mut encodings) = (0, Vec::new(), Vec::new());
-    let mut upgrade = req.method == Some("CONNECT");
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
             hosts += 1;
@@ -184,8 +180,6 @@ pub fn screen(buf: &[u8], limits: HeaderBuffers) -> Verdict {
             lengths.push(h.value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             encodings.push(h.value);
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade |= http11;
         }
     }
     if hosts > 1 {
@@ -215,11 +209,7 @@ pub fn screen(buf: &[u8], limits: HeaderBuffers) -> Verdict {
         },
         ([], None) => Framing::None,
     };
-    Verdict::Accept {
-        len,
-        framing,
-        upgrade,
-    }
+    Verdict::Accept { len, framing }
 }
 
 /// The first line of `head` longer than one buffer: the request line (414) or a header line (431).
@@ -379,7 +369,6 @@ mod tests {
             Verdict::Accept {
                 len: head.len(),
                 framing: Framing::None,
-                upgrade: false
             }
         );
     }
@@ -497,20 +486,6 @@ mod tests {
         assert!(matches!(
             verdict("GET http://b.example/x?a=u@v HTTP/1.1\r\nHost: a\r\n\r\n"),
             Verdict::Accept { .. }
-        ));
-    }
-
-    #[test]
-    fn upgrades_and_connect_are_flagged() {
-        assert!(matches!(
-            verdict(
-                "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
-            ),
-            Verdict::Accept { upgrade: true, .. }
-        ));
-        assert!(matches!(
-            verdict("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Verdict::Accept { upgrade: true, .. }
         ));
     }
 
