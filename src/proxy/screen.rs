@@ -593,4 +593,43 @@ mod tests {
             assert_eq!(scan_all(bad), ChunkProgress::Invalid, "{bad:?}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let _ = screen(&bytes, HeaderBuffers::default());
+                let _ = ChunkedScan::default().feed(&bytes);
+            }
+
+            #[test]
+            fn a_chunked_body_ends_at_the_same_byte_however_it_is_split(
+                chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..64), 0..8),
+                split in any::<proptest::sample::Index>(),
+            ) {
+                let mut body = Vec::new();
+                for chunk in &chunks {
+                    body.extend_from_slice(format!("{:X}\r\n", chunk.len()).as_bytes());
+                    body.extend_from_slice(chunk);
+                    body.extend_from_slice(b"\r\n");
+                }
+                body.extend_from_slice(b"0\r\n\r\n");
+                let end = body.len();
+                body.extend_from_slice(b"GET / HTTP/1.1\r\n");
+                let at = split.index(end);
+                let mut scan = ChunkedScan::default();
+                let found = match scan.feed(&body[..at]) {
+                    ChunkProgress::More => match scan.feed(&body[at..]) {
+                        ChunkProgress::End(n) => at + n,
+                        other => panic!("{other:?}"),
+                    },
+                    other => panic!("ended early: {other:?}"),
+                };
+                prop_assert_eq!(found, end);
+            }
+        }
+    }
 }
