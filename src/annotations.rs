@@ -24,6 +24,8 @@ pub struct IngressSettings {
     pub force_ssl_redirect: bool,
     pub preserve_trailing_slash: bool,
     pub body_size: Option<BodySize>,
+    pub connect_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
 }
 
@@ -108,6 +110,14 @@ pub fn parse(annotations: &BTreeMap<String, String>, namespace: &str) -> ParsedA
             },
             "proxy-body-size" => match parse_size(value) {
                 Ok(size) => s.body_size = Some(size),
+                Err(p) => invalid(p),
+            },
+            "proxy-connect-timeout" => match parse_seconds(value) {
+                Ok(d) => s.connect_timeout = Some(d),
+                Err(p) => invalid(p),
+            },
+            "proxy-send-timeout" => match parse_seconds(value) {
+                Ok(d) => s.send_timeout = Some(d),
                 Err(p) => invalid(p),
             },
             "proxy-read-timeout" => match parse_seconds(value) {
@@ -355,18 +365,28 @@ mod tests {
 
     #[test]
     fn timeouts_are_whole_seconds() {
-        let p = parse(&annotations(&[("proxy-read-timeout", "120")]), "ns");
-        assert_eq!(p.settings.read_timeout, Some(Duration::from_secs(120)));
-        let p = parse(&annotations(&[("proxy-read-timeout", "0")]), "ns");
-        assert_eq!(p.invalid.len(), 1);
-    }
-
-    #[test]
-    fn timeouts_certgate_cannot_honour_are_reported_not_silently_accepted() {
         let p = parse(
-            &annotations(&[("proxy-send-timeout", "30"), ("proxy-connect-timeout", "3")]),
+            &annotations(&[
+                ("proxy-read-timeout", "120"),
+                ("proxy-send-timeout", "30"),
+                ("proxy-connect-timeout", " 3 "),
+            ]),
             "ns",
         );
-        assert_eq!(p.unsupported.len(), 2);
+        assert!(p.unsupported.is_empty() && p.invalid.is_empty(), "{p:?}");
+        assert_eq!(p.settings.read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(p.settings.send_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(p.settings.connect_timeout, Some(Duration::from_secs(3)));
+        for name in [
+            "proxy-read-timeout",
+            "proxy-send-timeout",
+            "proxy-connect-timeout",
+        ] {
+            for bad in ["0", "5s", "-1", "1.5", ""] {
+                let p = parse(&annotations(&[(name, bad)]), "ns");
+                assert_eq!(p.invalid.len(), 1, "{name}: {bad:?}");
+                assert_eq!(p.invalid[0].annotation, format!("{PREFIX}{name}"));
+            }
+        }
     }
 }

@@ -114,6 +114,8 @@ pub struct CommonArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub worker_threads: Option<usize>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Namespace of the Secrets ClusterIssuers refer to (CA key pair, ACME account key), as cert-manager's
     /// --cluster-resource-namespace.
     #[arg(long, default_value = "cert-manager")]
@@ -124,6 +126,51 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Limits on client connections, named after the nginx directives (and ingress-nginx ConfigMap keys)
+/// they reproduce, with their defaults.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// nginx's client_header_timeout: a request head must arrive within it (for the first request on a
+    /// connection, counted from the accept); otherwise the connection is closed without an answer.
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub client_header_timeout: std::time::Duration,
+    /// nginx's client_body_timeout: the longest wait between two successive reads of a request body
+    /// (408 and the connection closed when it runs out).
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub client_body_timeout: std::time::Duration,
+    /// nginx's keepalive_timeout (ingress-nginx `keep-alive`): idle client connections are closed after
+    /// it; 0 disables keep-alive.
+    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    pub keepalive_timeout: std::time::Duration,
+    /// nginx's large_client_header_buffers, "NUMBER SIZE": the request line longer than SIZE is 414, a
+    /// header line longer than SIZE or a head longer than NUMBER×SIZE is 431.
+    #[arg(long, value_name = "NUMBER SIZE", default_value = "4 8k")]
+    pub large_client_header_buffers: crate::proxy::screen::HeaderBuffers,
+    /// ingress-nginx's max-worker-connections, for the whole process: client connections open at once
+    /// (HTTP and HTTPS together); beyond it new connections are accepted and closed at once, as nginx does.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_worker_connections: u32,
+}
+
+impl ClientArgs {
+    pub fn limits(&self) -> crate::proxy::client_io::ClientLimits {
+        crate::proxy::client_io::ClientLimits {
+            header_timeout: self.client_header_timeout,
+            body_timeout: self.client_body_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            header_buffers: self.large_client_header_buffers,
+            max_connections: usize::try_from(self.max_worker_connections).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -180,5 +227,59 @@ mod tests {
             panic!("expected status certificate, got {:?}", cli.command)
         };
         assert_eq!((name.as_str(), namespace.as_str()), ("web", "prod"));
+    }
+
+    #[test]
+    fn client_limits_default_to_nginx_values_and_parse_nginx_syntax() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["certgate", "run", "--manifests", "m"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(args).map(|c| c.command) {
+                Ok(Command::Run(run)) => Ok(run.common.client.limits()),
+                Ok(other) => panic!("expected run, got {other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(
+            parse(&[]),
+            Ok(crate::proxy::client_io::ClientLimits::default())
+        );
+        let limits = parse(&[
+            "--client-header-timeout",
+            "1s",
+            "--client-body-timeout",
+            "1500ms",
+            "--keepalive-timeout",
+            "0",
+            "--large-client-header-buffers",
+            "2 1k",
+            "--max-worker-connections",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                limits.header_timeout,
+                limits.body_timeout,
+                limits.keepalive_timeout
+            ),
+            (
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_millis(1500),
+                std::time::Duration::ZERO
+            )
+        );
+        assert_eq!(
+            (limits.header_buffers.total(), limits.max_connections),
+            (2048, 3)
+        );
+        for bad in [
+            &["--client-header-timeout", "0"][..],
+            &["--client-body-timeout", "0s"],
+            &["--large-client-header-buffers", "8k"],
+            &["--max-worker-connections", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -37,7 +37,10 @@ impl DataPlane {
                 AppError::Flag(format!("--hsts {value:?} is not a valid header value"))
             })?),
         };
-        let shared = Shared::new(first.routes, hsts, allow_loopback);
+        let client = common.client.limits();
+        let shared = Shared::new(first.routes, client, hsts, allow_loopback);
+        // One limit for both listeners, as nginx's worker_connections counts every client connection.
+        let connections = Arc::new(tokio::sync::Semaphore::new(client.max_connections));
         let resolver = Arc::new(SniResolver::new(first.certs));
         let tls = server_config(resolver.clone()).map_err(|e| AppError::Tls(e.to_string()))?;
 
@@ -59,11 +62,18 @@ impl DataPlane {
             .local_addr()
             .map_err(|e| AppError::Bind(SocketAddr::new(common.bind, common.http_port), e))?;
         let mut tasks = JoinSet::new();
-        tasks.spawn(server::serve(http, None, shared.clone(), shutdown.clone()));
+        tasks.spawn(server::serve(
+            http,
+            None,
+            shared.clone(),
+            connections.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(server::serve(
             https,
             Some(tokio_rustls::TlsAcceptor::from(tls)),
             shared.clone(),
+            connections,
             shutdown.clone(),
         ));
         tasks.spawn(crate::admin::serve(admin, shutdown));

@@ -1,27 +1,55 @@
 //! Sending a request to an upstream over pooled keep-alive HTTP/1.1 connections, and classifying failures
-//! by where they came from (they decide the status: 502, 504 or 413).
+//! by where they came from (they decide the status: 502, 504, 413, or the client's 400 / 408).
+//!
+//! The three ingress-nginx upstream timeouts, with nginx's meaning:
+//! - `proxy-connect-timeout`: establishing the TCP connection (504 when it runs out);
+//! - `proxy-send-timeout`: between two successive writes to the upstream — a write that makes no progress
+//!   for this long (the upstream stopped reading) fails the request with 504;
+//! - `proxy-read-timeout`: from the moment the whole request body was handed to the connection until the
+//!   response head — for a request without a body from the start, so its connect and send time count too
+//!   (nginx starts it once the request is written, and also applies it between reads of the response
+//!   body; certgate does neither yet).
+//!
+//! Connections are pooled per (connect, send) timeout pair, since both are properties of the connection.
 
+use std::collections::HashMap;
 use std::error::Error as _;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::LengthLimitError;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
 
-use crate::proxy::body::ProxyBody;
-use crate::routing::table::DEFAULT_CONNECT_TIMEOUT;
+use crate::proxy::body::{self, ClientBodyError, ProxyBody};
+use crate::routing::table::Policy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error("upstream connect failed: {0}")]
     Connect(String),
+    #[error("upstream connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("upstream did not read the request for {0:?}")]
+    SendTimeout(Duration),
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
     #[error("request body larger than the limit")]
     BodyTooLarge,
+    #[error("client sent nothing of the request body for {0:?}")]
+    ClientTimeout(Duration),
+    #[error("bad request body: {0}")]
+    ClientBody(String),
     #[error("upstream failed: {0}")]
     Upstream(String),
 }
@@ -31,15 +59,28 @@ impl ForwardError {
         use hyper::StatusCode;
         match self {
             Self::Connect(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectTimeout(_) | Self::SendTimeout(_) | Self::Timeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// The client is at fault and the request body was not read to its end: the connection cannot carry
+    /// another request, so the answer says `Connection: close`.
+    pub fn closes_client_connection(&self) -> bool {
+        matches!(self, Self::ClientTimeout(_) | Self::ClientBody(_))
     }
 }
 
+type PooledClient = Client<SendTimeoutConnector, ProxyBody>;
+
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, ProxyBody>,
+    /// One pool per (connect timeout, send timeout); Ingresses share few distinct values.
+    clients: Arc<Mutex<HashMap<(Duration, Duration), PooledClient>>>,
 }
 
 impl Default for Upstream {
@@ -50,38 +91,77 @@ impl Default for Upstream {
 
 impl Upstream {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            // The proxy sets Host itself: the client's original Host, not the endpoint address.
-            .set_host(false)
-            .build(connector);
-        Self { client }
+        Self {
+            clients: Arc::default(),
+        }
     }
 
-    /// Send and wait for the response head at most `read_timeout`; the body then streams.
+    fn client(&self, connect_timeout: Duration, send_timeout: Duration) -> PooledClient {
+        // SECURITY/liveness: the lock is held only to look up or insert, never across an await.
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry((connect_timeout, send_timeout))
+            .or_insert_with(|| {
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(connect_timeout));
+                http.set_nodelay(true);
+                http.enforce_http(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(256)
+                    // The proxy sets Host itself: the client's original Host, not the endpoint address.
+                    .set_host(false)
+                    .build(SendTimeoutConnector { http, send_timeout })
+            })
+            .clone()
+    }
+
+    /// Send with the route's timeouts; the response body then streams.
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
-        read_timeout: Duration,
+        policy: &Policy,
     ) -> Result<Response<Incoming>, ForwardError> {
-        match tokio::time::timeout(read_timeout, self.client.request(req)).await {
-            Err(_) => Err(ForwardError::Timeout(read_timeout)),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&e)),
+        let client = self.client(policy.connect_timeout, policy.send_timeout);
+        let (sent_tx, sent_rx) = oneshot::channel();
+        let req = req.map(|b| body::stream(SignalEnd::new(b, sent_tx)));
+        let read_timeout = policy.read_timeout;
+        // nginx starts proxy_read_timeout once the request is sent; a slow upload is the send timeout's
+        // business (and the client body timeout's), not this one's.
+        let read_deadline = async move {
+            let _ = sent_rx.await;
+            tokio::time::sleep(read_timeout).await;
+        };
+        tokio::select! {
+            result = client.request(req) => result.map_err(|e| classify(&e, policy)),
+            () = read_deadline => Err(ForwardError::Timeout(read_timeout)),
         }
     }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> ForwardError {
+fn classify(e: &hyper_util::client::legacy::Error, policy: &Policy) -> ForwardError {
     let mut source = e.source();
     while let Some(s) = source {
         if s.is::<LengthLimitError>() {
             return ForwardError::BodyTooLarge;
+        }
+        if let Some(client) = s.downcast_ref::<ClientBodyError>() {
+            return match client {
+                ClientBodyError::Timeout(d) => ForwardError::ClientTimeout(*d),
+                ClientBodyError::Malformed(e) => ForwardError::ClientBody(e.to_string()),
+            };
+        }
+        // io::Error::source skips its payload, so look at the payload itself.
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>()) {
+                return ForwardError::SendTimeout(policy.send_timeout);
+            }
+            if e.is_connect() && io.kind() == io::ErrorKind::TimedOut {
+                return ForwardError::ConnectTimeout(policy.connect_timeout);
+            }
         }
         source = s.source();
     }
@@ -102,4 +182,173 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// Fires `sent` when the body has been handed over completely (at once for an empty body, which hyper
+/// never polls).
+struct SignalEnd {
+    inner: ProxyBody,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl SignalEnd {
+    fn new(inner: ProxyBody, sent: oneshot::Sender<()>) -> Self {
+        let mut this = Self {
+            inner,
+            sent: Some(sent),
+        };
+        if hyper::body::Body::is_end_stream(&this.inner) {
+            this.fire();
+        }
+        this
+    }
+
+    fn fire(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl hyper::body::Body for SignalEnd {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, body::BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.fire();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The payload of the io::Error a send timeout fails the connection with.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream did not read for {0:?}")]
+struct SendTimedOut(Duration);
+
+/// hyper-util's connector, with nginx's `proxy_send_timeout` on every connection it makes.
+#[derive(Debug, Clone)]
+struct SendTimeoutConnector {
+    http: HttpConnector,
+    send_timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for SendTimeoutConnector {
+    type Response = SendTimeoutIo;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<SendTimeoutIo, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.http.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.http.call(dst);
+        let send_timeout = self.send_timeout;
+        Box::pin(async move {
+            Ok(SendTimeoutIo {
+                inner: connecting.await?,
+                send_timeout,
+                stalled: None,
+            })
+        })
+    }
+}
+
+/// An upstream connection whose writes fail when one makes no progress for `send_timeout`.
+struct SendTimeoutIo {
+    inner: TokioIo<TcpStream>,
+    send_timeout: Duration,
+    /// Armed when a write would block; disarmed when one completes.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendTimeoutIo {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.send_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                SendTimedOut(timeout),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Read for SendTimeoutIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for SendTimeoutIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl Connection for SendTimeoutIo {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
+    }
 }

@@ -226,6 +226,7 @@ async fn forward(
         port: conn.local_port,
     };
     headers::set_forwarded(&mut parts.headers, &client);
+    let incoming = body::ClientBody::new(incoming, shared.client.body_timeout);
     let body = match policy.body_limit {
         Some(limit) => body::stream(Limited::new(
             incoming,
@@ -236,14 +237,19 @@ async fn forward(
 
     let mut resp = match shared
         .upstream
-        .send(Request::from_parts(parts, body), policy.read_timeout)
+        .send(Request::from_parts(parts, body), policy)
         .await
     {
         Ok(resp) => resp,
         Err(e) => {
             warn!(ingress = %target.ingress, upstream = %addr, error = %e, "upstream request failed");
             let code = e.status();
-            return status(code, code.canonical_reason().unwrap_or(""));
+            let mut resp = status(code, code.canonical_reason().unwrap_or(""));
+            if e.closes_client_connection() {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
         }
     };
 

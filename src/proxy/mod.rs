@@ -4,9 +4,11 @@
 //! configuration swap never disturbs requests in flight. Nothing here mutates configuration.
 
 pub mod body;
+pub mod client_io;
 pub mod forward;
 pub mod handler;
 pub mod headers;
+pub mod screen;
 pub mod server;
 
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub const DEFAULT_HSTS: &str = "max-age=31536000; includeSubDomains";
 pub struct Shared {
     pub routes: ArcSwap<RouteTable>,
     pub upstream: forward::Upstream,
+    /// Client-side limits and timeouts (the command line's nginx-like flags).
+    pub client: client_io::ClientLimits,
     /// Pending HTTP-01 challenges, answered before routing.
     pub http01: Arc<crate::acme::http01::Http01Tokens>,
     /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
@@ -36,12 +40,14 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         routes: RouteTable,
+        client: client_io::ClientLimits,
         hsts: Option<hyper::header::HeaderValue>,
         allow_loopback: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
             upstream: forward::Upstream::new(),
+            client,
             http01: Arc::default(),
             hsts,
             allow_loopback,

@@ -364,6 +364,8 @@ fn policy_for(
             Some(BodySize::Unlimited) => None,
             Some(BodySize::Max(n)) => Some(n),
         },
+        connect_timeout: s.connect_timeout.unwrap_or(defaults.connect_timeout),
+        send_timeout: s.send_timeout.unwrap_or(defaults.send_timeout),
         read_timeout: s.read_timeout.unwrap_or(defaults.read_timeout),
     }
 }

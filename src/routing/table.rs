@@ -21,6 +21,8 @@ use crate::world::ObjectKey;
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// ingress-nginx's `proxy-send-timeout` default.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -75,6 +77,11 @@ pub struct Policy {
     pub preserve_trailing_slash: bool,
     /// `None`: unlimited.
     pub body_limit: Option<u64>,
+    /// `proxy-connect-timeout`: establishing the upstream connection.
+    pub connect_timeout: Duration,
+    /// `proxy-send-timeout`: between two successive writes to the upstream.
+    pub send_timeout: Duration,
+    /// `proxy-read-timeout`: from the request sent to the response head.
     pub read_timeout: Duration,
 }
 
@@ -87,6 +94,8 @@ impl Default for Policy {
             force_ssl_redirect: false,
             preserve_trailing_slash: false,
             body_limit: Some(DEFAULT_BODY_LIMIT),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }

@@ -31,9 +31,16 @@ fn field_is(v: &serde_json::Value, field: &str, value: &str) -> bool {
 }
 
 impl Certgate {
+    /// The binary under test: cargo's, or `CERTGATE_TEST_BIN` (a copy taken right after the build, for
+    /// worktrees sharing one target directory, where another worktree's build replaces target/debug/certgate).
+    fn binary() -> std::ffi::OsString {
+        std::env::var_os("CERTGATE_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_certgate").into())
+    }
+
     /// Standalone mode on a manifest directory.
     pub fn start(manifests: &Path, extra: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certgate"));
+        let mut cmd = Command::new(Self::binary());
         cmd.args(["run", "--manifests"])
             .arg(manifests)
             .arg("--state-dir")
@@ -43,7 +50,7 @@ impl Certgate {
 
     /// Kubernetes mode against the cluster in `kubeconfig`.
     pub fn controller(kubeconfig: &str, extra: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certgate"));
+        let mut cmd = Command::new(Self::binary());
         cmd.arg("controller").env("KUBECONFIG", kubeconfig);
         Self::spawn(cmd, extra)
     }
