@@ -180,15 +180,10 @@ fn is_transient(e: &instant_acme::Error) -> bool {
     }
 }
 
-/// Register (or find) the account, order the names, answer HTTP-01 through `tokens` (served by the
-/// proxy's port-80 listener at `http_listener`, self-checked first), finalize with our own key's CSR.
-pub async fn acme(
-    settings: &AcmeSettings,
-    wanted: &Wanted,
-    key: &GeneratedKey,
-    tokens: &Http01Tokens,
-    http_listener: SocketAddr,
-) -> Result<AcmeIssued, IssueError> {
+/// Register (or find) the issuer's ACME account: with the stored key when there is one, else with a new
+/// ECDSA P-256 key, returned PEM-encoded for the caller to store in `privateKeySecretRef`. Registering
+/// an existing key finds its account again, so this is also how an issuer's account is verified.
+async fn account(settings: &AcmeSettings) -> Result<(Account, Option<String>), IssueError> {
     let account_key_err = |problem: String| IssueError::AccountKey {
         secret: settings.account_secret.clone(),
         problem,
@@ -232,6 +227,26 @@ pub async fn acme(
             account.update_contacts(&[contact.as_str()])
         )?;
     }
+    Ok((account, new_account_key_pem))
+}
+
+/// Register an ACME issuer's account ahead of any issuance, as cert-manager does when an Issuer is
+/// created, so the issuer reports Ready (or why not) at once. Returns a new account key to store, if one
+/// was made.
+pub async fn register_account(settings: &AcmeSettings) -> Result<Option<String>, IssueError> {
+    account(settings).await.map(|(_, new_key)| new_key)
+}
+
+/// Register (or find) the account, order the names, answer HTTP-01 through `tokens` (served by the
+/// proxy's port-80 listener at `http_listener`, self-checked first), finalize with our own key's CSR.
+pub async fn acme(
+    settings: &AcmeSettings,
+    wanted: &Wanted,
+    key: &GeneratedKey,
+    tokens: &Http01Tokens,
+    http_listener: SocketAddr,
+) -> Result<AcmeIssued, IssueError> {
+    let (account, new_account_key_pem) = account(settings).await?;
 
     let mut identifiers: Vec<Identifier> = wanted
         .request
