@@ -89,7 +89,7 @@ fn cert_manager_secret(ns: &str, name: &str, secret: &str, host: &str) -> Secret
         );
     };
     let (key_path, crt_path) = (key.to_str().expect("path"), crt.to_str().expect("path"));
-    openssl(&["genrsa", "-traditional", "-out", key_path, "2048"]);
+    std::fs::write(&key, rsa_key_pem()).expect("key written");
     openssl(&[
         "req",
         "-x509",
@@ -145,6 +145,24 @@ fn cert_manager_secret(ns: &str, name: &str, secret: &str, host: &str) -> Secret
     s
 }
 
+/// An RSA 2048 key in PKCS#1 PEM, as cert-manager writes keys by default (made by openssl).
+fn rsa_key_pem() -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.starts_with(b"-----BEGIN RSA PRIVATE KEY-----"),
+        "PKCS#1"
+    );
+    out.stdout
+}
+
 /// Wait (20 s at most) for an Event in `ns` with this reason about the Lease, returning its note.
 async fn lease_event(events: &Api<Event>, reason: &str) -> String {
     let find = async {
@@ -190,7 +208,9 @@ fn ready_condition(c: Option<&Certificate>) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn no_issuance_while_cert_manager_holds_its_lease_then_adoption_without_reissuance() {
-    let Some([kubeconfig]) = support::dev_cluster_env(["KUBECONFIG"]) else {
+    let Some([kubeconfig, directory, acme_ca]) =
+        support::dev_cluster_env(["KUBECONFIG", "CERTGATE_ACME_DIRECTORY", "CERTGATE_ACME_CA"])
+    else {
         return;
     };
     if support::tool("openssl").is_none() {
@@ -343,8 +363,87 @@ async fn no_issuance_while_cert_manager_holds_its_lease_then_adoption_without_re
         "no CertificateRequest for the adopted Certificate"
     );
 
+    // cert-manager's ACME account key is RSA (PKCS#1); certgate signs with ECDSA P-256 only, so the issuer
+    // says so, naming the Secret ...
+    let mut account = Secret::default();
+    account.metadata.name = Some("cm-account".into());
+    account.data = Some(BTreeMap::from([(
+        "tls.key".to_owned(),
+        k8s_openapi::ByteString(rsa_key_pem()),
+    )]));
+    secrets
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("cert-manager's account key");
+    use base64::Engine;
+    let ca_bundle =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&acme_ca).expect("CA"));
+    let acme_issuer = |account: &str| {
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "acme", "namespace": ns},
+               "spec": {"acme": {"server": directory, "caBundle": ca_bundle, "email": "ops@example.com",
+                                 "privateKeySecretRef": {"name": account},
+                                 "solvers": [{"http01": {"ingress": {"ingressClassName": "certgate"}}}]}}})
+    };
+    apply_cm(&client, &ns, acme_issuer("cm-account")).await;
+    let issuers: Api<certgate::crd::issuer::Issuer> = Api::namespaced(client.clone(), &ns);
+    let refused = issuer_ready(&issuers, "acme", "ErrRegisterACMEAccount").await;
+    for part in [
+        "cm-account",
+        "ECDSA P-256",
+        "name a new Secret in privateKeySecretRef",
+    ] {
+        assert!(refused.contains(part), "{part} in {refused}");
+    }
+    // ... and registers a new account once privateKeySecretRef names a new Secret (the old key is kept).
+    apply_cm(&client, &ns, acme_issuer("certgate-account")).await;
+    issuer_ready(&issuers, "acme", "ACMEAccountRegistered").await;
+    assert!(
+        secrets
+            .get_opt("certgate-account")
+            .await
+            .expect("get")
+            .is_some(),
+        "the new account key is stored"
+    );
+    assert_eq!(
+        secrets.get("cm-account").await.expect("kept").data,
+        account.data
+    );
+
     namespaces
         .delete(&ns, &DeleteParams::default())
         .await
         .expect("delete namespace");
+}
+
+/// Wait (30 s at most) until the Issuer's Ready condition has this reason; returns its message.
+async fn issuer_ready(
+    issuers: &Api<certgate::crd::issuer::Issuer>,
+    name: &str,
+    reason: &str,
+) -> String {
+    let has_reason =
+        |i: Option<&certgate::crd::issuer::Issuer>| ready_of(i).is_some_and(|(r, _)| r == reason);
+    let issuer = tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(issuers.clone(), name, has_reason),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("Issuer {name} not {reason} in time"))
+    .expect("Issuer watch");
+    ready_of(issuer.as_ref())
+        .map(|(_, m)| m)
+        .unwrap_or_default()
+}
+
+fn ready_of(i: Option<&certgate::crd::issuer::Issuer>) -> Option<(String, String)> {
+    let c = i?
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?
+        .clone();
+    Some((c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
 }

@@ -50,7 +50,8 @@ enum Done {
     /// was made.
     Registration {
         issuer: IssuerId,
-        generation: Option<i64>,
+        /// The issuer's generation, and whether an account key was stored.
+        tried_with: (Option<i64>, bool),
         account: ObjectKey,
         account_field: String,
         result: Result<Option<String>, String>,
@@ -346,8 +347,11 @@ pub struct Issuing {
     registering_for: HashMap<ObjectKey, ObjectKey>,
     /// ACME issuers whose account this process registered or verified, at which generation.
     registered: HashMap<IssuerId, Option<i64>>,
-    /// ACME issuers whose account registration failed, retried with the same backoff as issuances.
-    registration_failures: HashMap<IssuerId, Failure>,
+    /// ACME issuers whose account registration is in flight.
+    registrations: HashSet<IssuerId>,
+    /// ACME issuers whose account registration failed, retried with the same backoff as issuances, or at
+    /// once when what it was tried with changes: (generation, whether a key was stored).
+    registration_failures: HashMap<IssuerId, ((Option<i64>, bool), Failure)>,
     /// Earliest renewal among up-to-date Certificates.
     next_renewal: Option<Instant>,
     done: mpsc::UnboundedSender<Outcome>,
@@ -375,6 +379,7 @@ impl Issuing {
             registering: HashSet::new(),
             registering_for: HashMap::new(),
             registered: HashMap::new(),
+            registrations: HashSet::new(),
             registration_failures: HashMap::new(),
             next_renewal: None,
             done,
@@ -386,7 +391,7 @@ impl Issuing {
     pub fn next_wake(&self) -> Option<Instant> {
         self.failures
             .values()
-            .chain(self.registration_failures.values())
+            .chain(self.registration_failures.values().map(|(_, f)| f))
             .map(|f| f.retry_at)
             .chain(self.written.values().map(|w| w.at + WRITE_VISIBLE_WITHIN))
             .chain(self.next_renewal)
@@ -703,6 +708,9 @@ impl Issuing {
             else {
                 continue;
             };
+            if self.registrations.contains(&id) {
+                continue;
+            }
             let stored = settings.account_key_pem.is_some();
             if stored {
                 // The key is stored and visible: any registration that made it is over.
@@ -711,17 +719,23 @@ impl Issuing {
                     continue;
                 }
             }
+            let tried_with = (generation, stored);
             if self
                 .registration_failures
                 .get(&id)
-                .is_some_and(|f| f.retry_at > Instant::now())
-                || !self.registering.insert(account.clone())
+                .is_some_and(|(with, f)| *with == tried_with && f.retry_at > Instant::now())
             {
                 continue;
             }
-            start.push((id, generation, settings, account, account_field));
+            // Without a stored key, the first to register makes it (a Certificate's issuance or this); the
+            // others wait for it, so an issuer never gets two accounts.
+            if !stored && !self.registering.insert(account.clone()) {
+                continue;
+            }
+            self.registrations.insert(id.clone());
+            start.push((id, tried_with, settings, account, account_field));
         }
-        for (issuer, generation, settings, account, account_field) in start {
+        for (issuer, tried_with, settings, account, account_field) in start {
             info!(issuer = %issuer.2, kind = %issuer.0, account = %account, "registering the ACME account");
             let done = self.done.clone();
             tokio::spawn(async move {
@@ -736,7 +750,7 @@ impl Issuing {
                         .map_err(|e| e.to_string());
                 let _ = done.send(Outcome(Done::Registration {
                     issuer,
-                    generation,
+                    tried_with,
                     account,
                     account_field,
                     result,
@@ -749,7 +763,7 @@ impl Issuing {
     async fn finish_registration(
         &mut self,
         issuer: IssuerId,
-        generation: Option<i64>,
+        tried_with: (Option<i64>, bool),
         account: ObjectKey,
         account_field: String,
         result: Result<Option<String>, String>,
@@ -769,34 +783,31 @@ impl Issuing {
             Ok(None) => Ok(false),
             Err(e) => Err(e),
         };
-        match &result {
-            // The mark stays until the stored key shows up in the world, so no Certificate registers another.
-            Ok(true) => {}
-            _ => {
-                self.registering.remove(&account);
-            }
+        self.registrations.remove(&issuer);
+        // A new key's mark stays until the key shows up in the world, so no Certificate registers another.
+        let made_key = matches!(result, Ok(true));
+        if !made_key && !tried_with.1 {
+            self.registering.remove(&account);
         }
         match &result {
             Ok(_) => {
                 info!(issuer = %issuer.2, kind = %issuer.0, account = %account, "ACME account registered");
                 self.registration_failures.remove(&issuer);
-                self.registered.insert(issuer.clone(), generation);
+                self.registered.insert(issuer.clone(), tried_with.0);
             }
             Err(error) => {
                 let attempts = self
                     .registration_failures
                     .get(&issuer)
-                    .map_or(0, |f| f.attempts)
+                    .filter(|(with, _)| *with == tried_with)
+                    .map_or(0, |(_, f)| f.attempts)
                     + 1;
                 let backoff = backoff(attempts, self.max_backoff);
                 warn!(issuer = %issuer.2, kind = %issuer.0, %error, attempts, retry_in_s = backoff.as_secs(), "ACME account registration failed");
-                self.registration_failures.insert(
-                    issuer.clone(),
-                    Failure {
-                        attempts,
-                        retry_at: Instant::now() + backoff,
-                    },
-                );
+                let retry_at = Instant::now() + backoff;
+                let failure = Failure { attempts, retry_at };
+                self.registration_failures
+                    .insert(issuer.clone(), (tried_with, failure));
             }
         }
         let status = result.as_ref().map(|_| ()).map_err(String::as_str);
@@ -815,12 +826,12 @@ impl Issuing {
             } => self.finish_issuance(certificate, secret, result).await,
             Done::Registration {
                 issuer,
-                generation,
+                tried_with,
                 account,
                 account_field,
                 result,
             } => {
-                self.finish_registration(issuer, generation, account, account_field, result)
+                self.finish_registration(issuer, tried_with, account, account_field, result)
                     .await
             }
         }
@@ -1125,6 +1136,67 @@ mod tests {
                 .insert(ObjectKey::new("ns", "web-tls"), Arc::new(secret));
         }
         world
+    }
+
+    #[tokio::test]
+    async fn an_issuers_account_is_registered_once_at_a_time_and_retried_after_a_backoff() {
+        // Without a stored key (registration) and with one (verification).
+        for stored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut issuing, mut outcomes) = Issuing::new(
+                Sink::Files(dir.path().to_owned()),
+                Arc::new(Http01Tokens::default()),
+                "127.0.0.1:9".parse().unwrap(),
+                "cert-manager".into(),
+                Duration::from_secs(3600),
+            );
+            // Nothing listens on port 9: registration fails.
+            let issuer: crate::crd::issuer::ClusterIssuer = serde_json::from_value(json!({
+                "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "le"},
+                "spec": {"acme": {"server": "https://127.0.0.1:9/directory", "privateKeySecretRef": {"name": "le-account"},
+                                  "solvers": [{"http01": {"ingress": {}}}]}}}))
+            .unwrap();
+            let mut world = World::default();
+            world.cluster_issuers.insert("le".into(), Arc::new(issuer));
+            let account = ObjectKey::new("cert-manager", "le-account");
+            if stored {
+                let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": "le-account", "namespace": "cert-manager"},
+                    "data": {"tls.key": base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD, key)}}))
+                .unwrap();
+                world.secrets.insert(account.clone(), Arc::new(secret));
+            }
+            for _ in 0..3 {
+                issuing.reconcile(&world, &HashSet::new());
+            }
+            assert_eq!(
+                issuing.registrations.len(),
+                1,
+                "stored {stored}: one registration at a time"
+            );
+            assert_eq!(
+                issuing.registering.contains(&account),
+                !stored,
+                "Certificates wait only for a key being made"
+            );
+
+            let outcome = outcomes.recv().await.unwrap();
+            assert!(!issuing.finish(outcome).await, "nothing written");
+            assert!(issuing.registrations.is_empty() && !issuing.registering.contains(&account));
+            issuing.reconcile(&world, &HashSet::new());
+            assert!(
+                issuing.registrations.is_empty(),
+                "stored {stored}: retried before its backoff"
+            );
+            let wake = issuing.next_wake().expect("a retry is scheduled");
+            assert!(wake > Instant::now() + Duration::from_secs(50), "{wake:?}");
+            assert!(
+                outcomes.try_recv().is_err(),
+                "stored {stored}: a second registration ran"
+            );
+        }
     }
 
     #[tokio::test]

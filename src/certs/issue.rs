@@ -193,7 +193,8 @@ async fn account(settings: &AcmeSettings) -> Result<(Account, Option<String>), I
             Ok(PrivateKeyDer::Pkcs8(der)) => (der, None),
             Ok(_) => return Err(account_key_err(
                 "not a PKCS#8 ECDSA P-256 key; certgate's ACME client signs with P-256 only (an RSA account key \
-                 left by cert-manager must be replaced: delete the Secret to register a new account)".into(),
+                 left by cert-manager cannot be used: name a new Secret in privateKeySecretRef, or delete this \
+                 one, and certgate registers a new account)".into(),
             )),
             Err(_) => return Err(account_key_err("tls.key is not a PEM private key".into())),
         },
