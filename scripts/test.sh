@@ -66,5 +66,8 @@ stage "cargo build (tests)" cargo test --locked --no-run
 stage "cluster up" cluster_up
 run_tests() { cargo test --locked "$@" 2>&1 | tee "$TEST_LOG"; }
 stage "cargo test" run_tests "$@"
+# The README's Kubernetes workflow, end to end on the dev cluster: ACME ClusterIssuer, routing, auth, TLS,
+# an annotated Ingress's certificate from Pebble, garbage collection.
+stage "cluster walkthrough" examples/cluster/run.sh
 # The README's first command, end to end: the quick start on a fresh build.
 stage "quickstart check" examples/quickstart/check.sh

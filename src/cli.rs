@@ -63,6 +63,13 @@ pub struct ControllerArgs {
     /// How long a leader's Lease lasts without renewal before another replica takes over.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub leader_lease_duration: std::time::Duration,
+    /// cert-manager's leader-election Lease (NAMESPACE/NAME): while it is held, certgate issues nothing (the
+    /// proxy keeps serving), so the two never write the same objects. Empty: no check.
+    #[arg(long, value_name = "NS/NAME", default_value = crate::app::cert_manager::DEFAULT_LEASE)]
+    pub cert_manager_lease: String,
+    /// How often the leader reads that Lease again (also at its expiry, if sooner).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub cert_manager_check_interval: std::time::Duration,
     /// Allow endpoints and ExternalName Services that point at loopback (refused by default, as
     /// ingress-nginx refuses them: they would reach the proxy's own host).
     #[arg(long)]

@@ -306,6 +306,16 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
     ] {
         assert!(cluster.exists(&namespace, &object), "{object} installed");
     }
+    // Reading cert-manager's Lease is granted where that Lease is, not in the release namespace.
+    for object in [
+        format!("role.rbac.authorization.k8s.io/{fullname}-cert-manager-lease"),
+        format!("rolebinding.rbac.authorization.k8s.io/{fullname}-cert-manager-lease"),
+    ] {
+        assert!(
+            cluster.exists("kube-system", &object),
+            "{object} installed in kube-system"
+        );
+    }
     let deployment = format!("deployment/{fullname}");
     let pod = |path: &str| {
         cluster
@@ -319,6 +329,7 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         "\"controller\"".to_owned(),
         format!("\"--controller-class={controller_class}\""),
         format!("\"--cluster-resource-namespace={namespace}\""),
+        "\"--cert-manager-lease=kube-system/cert-manager-controller\"".to_owned(),
     ] {
         assert!(args.contains(&arg), "{arg} in {args}");
     }
@@ -351,6 +362,7 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
 
     // RBAC, both directions, as the ServiceAccount (the admin context may impersonate).
     let sa = format!("system:serviceaccount:{namespace}:{fullname}");
+    let kube_system = ["-n", "kube-system"];
     let everywhere = ["--all-namespaces"];
     let elsewhere = ["-n", "default"];
     let here = ["-n", namespace.as_str()];
@@ -394,6 +406,12 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         ("get", "leases.coordination.k8s.io", &here),
         ("create", "leases.coordination.k8s.io", &here),
         ("update", "leases.coordination.k8s.io", &here),
+        // Is cert-manager running? (its controller's Lease, read only)
+        (
+            "get",
+            "leases.coordination.k8s.io/cert-manager-controller",
+            &kube_system,
+        ),
     ];
     for (verb, resource, scope) in allowed {
         assert!(
@@ -431,7 +449,6 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         ),
         "the controller sets Issuer status"
     );
-    let kube_system = ["-n", "kube-system"];
     let forbidden: &[(&str, &str, &[&str])] = &[
         ("delete", "secrets", &elsewhere),
         ("update", "secrets", &elsewhere),
@@ -454,6 +471,17 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
         ("create", "serviceaccounts/token", &here),
         ("patch", "nodes", &everywhere),
         ("update", "leases.coordination.k8s.io", &kube_system),
+        (
+            "update",
+            "leases.coordination.k8s.io/cert-manager-controller",
+            &kube_system,
+        ),
+        (
+            "get",
+            "leases.coordination.k8s.io/kube-scheduler",
+            &kube_system,
+        ),
+        ("list", "leases.coordination.k8s.io", &kube_system),
         ("create", "leases.coordination.k8s.io", &elsewhere),
         ("delete", "leases.coordination.k8s.io", &here),
         ("update", "ingresses.networking.k8s.io", &elsewhere),
@@ -572,4 +600,11 @@ async fn chart_installs_and_its_rbac_is_exactly_what_the_controller_needs() {
     ] {
         assert!(!cluster.exists("default", &object), "{object} removed");
     }
+    assert!(
+        !cluster.exists(
+            "kube-system",
+            &format!("role.rbac.authorization.k8s.io/{fullname}-cert-manager-lease")
+        ),
+        "the kube-system Role removed"
+    );
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A tiny demo backend: answers every request with its own name and the request it received.
 
-    python3 backend.py NAME PORT        # listens on 127.0.0.1:PORT
+    python3 backend.py NAME PORT [ADDRESS]   # listens on ADDRESS:PORT (default 127.0.0.1)
 
 The answer is plain text, one field a line, so you can see what certgate forwarded:
 
@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = sys.argv[1]
 PORT = int(sys.argv[2])
+ADDRESS = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -45,7 +46,7 @@ class Echo(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", PORT), Echo)
+    server = ThreadingHTTPServer((ADDRESS, PORT), Echo)
     server.daemon_threads = True
     try:
         server.serve_forever()

@@ -263,6 +263,9 @@ pub async fn run(
         identity,
         args.leader_lease_duration,
     );
+    // Issue only while cert-manager does not run (the leader reads its Lease); serving is unaffected.
+    let mut may_issue =
+        crate::app::cert_manager::watch(&client, &recorder, &args, leading.clone())?;
 
     let mut stop = shutdown;
     loop {
@@ -284,6 +287,7 @@ pub async fn run(
             }
             _ = crate::app::sleep_until_some(wake) => Some(None),
             Ok(()) = leading.changed() => Some(None),
+            Ok(()) = may_issue.changed() => Some(None),
             _ = stop.changed() => break,
         };
         if let Some(rebuilt) = act
@@ -296,6 +300,9 @@ pub async fn run(
                 &args.publish_status_address,
             );
             crate::app::ingress_status::update(&client, &world, &served, &addresses).await;
+            if !*may_issue.borrow() {
+                continue;
+            }
             issuing.reconcile(&world, &foreign_secrets(&world));
             if stores.certs.is_some() {
                 let plan = crate::app::shim::plan(&world);

@@ -36,16 +36,39 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_CONCURRENT_ISSUANCES: usize = 10;
 /// The longest one issuance may take (ACME validation included) before it counts as failed.
 const ISSUANCE_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a written Secret may take to show up in the watch cache before the Certificate is decided
-/// again regardless.
-const CACHE_LAG_LIMIT: Duration = Duration::from_secs(30);
+/// How long a Secret just written may take to show up in the watch cache before the Certificate is
+/// decided on again from what the cache holds.
+const WRITE_VISIBLE_WITHIN: Duration = Duration::from_secs(30);
 
-/// What an issuance task hands back.
-pub struct Outcome {
-    certificate: ObjectKey,
-    secret: ObjectKey,
-    result: Result<Issued, String>,
+/// What an issuance or account-registration task hands back.
+pub struct Outcome(Done);
+
+enum Done {
+    Issuance {
+        certificate: ObjectKey,
+        secret: ObjectKey,
+        result: Result<Issued, String>,
+    },
+    /// An ACME issuer's account registered (or found again) ahead of issuance: a new key to store, if one
+    /// was made.
+    Registration {
+        issuer: IssuerId,
+        /// The issuer's generation, and whether an account key was stored.
+        tried_with: (Option<i64>, bool),
+        account: ObjectKey,
+        account_field: String,
+        /// A new key to store, if one was made, and the account (URL, email).
+        result: Result<Registered, String>,
+    },
 }
+
+/// A registration's outcome: a new account key to store, if one was made, and the account (URL, email).
+type Registered = (Option<String>, AcmeAccount);
+/// An ACME account as registered: its URL and the email it was registered with.
+type AcmeAccount = (String, Option<String>);
+
+/// An Issuer (`Some(namespace)`) or ClusterIssuer (`None`) by kind, namespace and name.
+pub type IssuerId = (String, Option<String>, String);
 
 /// The CertificateRequest an issuance is recorded as (`<certificate>-<revision>`, owned by the Certificate),
 /// so `kubectl get certificaterequest` shows what was asked and how it went, as with cert-manager.
@@ -104,13 +127,19 @@ struct Issued {
     /// The key was kept in a next-private-key Secret while the order was open (Kubernetes, ACME).
     next_key_stored: bool,
     /// The ACME account's URL and registered email.
-    acme_account: Option<(String, Option<String>)>,
+    acme_account: Option<AcmeAccount>,
     certificate_uid: String,
 }
 
 struct Failure {
     attempts: u32,
     retry_at: Instant,
+}
+
+/// The certificate just written to a Certificate's Secret, until the world shows it.
+struct Written {
+    crt: Vec<u8>,
+    at: Instant,
 }
 
 /// Where issued Secrets and Certificate status go: YAML files in standalone mode, the API server in
@@ -256,11 +285,12 @@ impl Sink {
     }
 
     /// An ACME issuer is Ready once its account is registered (cert-manager's `ACMEAccountRegistered`), and
-    /// not when registration fails (`ErrRegisterACMEAccount`); other failures say nothing about the issuer.
+    /// not when registration fails (`ErrRegisterACMEAccount`). `result` is the registration's.
+    /// `Ok(Some((uri, email)))`: the account as registered, recorded in `status.acme` as cert-manager does.
     async fn acme_issuer_status(
         &self,
-        issuer: &(String, Option<String>, String),
-        result: &Result<Issued, String>,
+        issuer: &IssuerId,
+        result: Result<Option<&AcmeAccount>, &str>,
     ) {
         let Sink::Kube(client) = self else { return };
         let (status, reason, message) = match result {
@@ -269,23 +299,18 @@ impl Sink {
                 "ACMEAccountRegistered",
                 "The ACME account was registered with the ACME server".to_owned(),
             ),
-            Err(e) if e.contains("registering the account") || e.contains("ACME account key") => (
+            Err(e) => (
                 "False",
                 "ErrRegisterACMEAccount",
                 format!("Failed to register ACME account: {e}"),
             ),
-            Err(_) => return,
         };
         let mut body = serde_json::json!({"status": {"conditions": [{
             "type": "Ready", "status": status, "reason": reason, "message": message,
             "lastTransitionTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }]}});
         // As cert-manager records the registration: the account URL and the email it was registered with.
-        if let Ok(Issued {
-            acme_account: Some((uri, email)),
-            ..
-        }) = result
-        {
+        if let Ok(Some((uri, email))) = result {
             body["status"]["acme"] = serde_json::json!({"uri": uri, "lastRegisteredEmail": email});
         }
         let params = kube::api::PatchParams::default();
@@ -375,15 +400,22 @@ pub struct Issuing {
     cluster_resource_namespace: String,
     max_backoff: Duration,
     in_flight: HashSet<ObjectKey>,
+    /// Certificates whose Secret was just written: in Kubernetes the write reaches the watch cache a moment
+    /// later, and a reconcile in between must not read "Secret does not exist" and issue a second time.
+    written: HashMap<ObjectKey, Written>,
     failures: HashMap<ObjectKey, Failure>,
     /// Certificates whose issuer is not usable yet, with the reason last logged.
     waiting: HashMap<ObjectKey, String>,
     /// ACME account Secrets being created by an issuance in flight, and which Certificate does it.
     registering: HashSet<ObjectKey>,
     registering_for: HashMap<ObjectKey, ObjectKey>,
-    /// Certificates just issued whose Secret the cache does not show yet: (the written tls.crt, when).
-    /// Until it does they are not decided again — a stale cache would look like a missing Secret.
-    awaiting_cache: HashMap<ObjectKey, (Vec<u8>, Instant)>,
+    /// ACME issuers whose account this process registered or verified, at which generation.
+    registered: HashMap<IssuerId, Option<i64>>,
+    /// ACME issuers whose account registration is in flight.
+    registrations: HashSet<IssuerId>,
+    /// ACME issuers whose account registration failed, retried with the same backoff as issuances, or at
+    /// once when what it was tried with changes: (generation, whether a key was stored).
+    registration_failures: HashMap<IssuerId, ((Option<i64>, bool), Failure)>,
     /// Earliest renewal among up-to-date Certificates.
     next_renewal: Option<Instant>,
     done: mpsc::UnboundedSender<Outcome>,
@@ -405,11 +437,14 @@ impl Issuing {
             cluster_resource_namespace,
             max_backoff,
             in_flight: HashSet::new(),
+            written: HashMap::new(),
             failures: HashMap::new(),
             waiting: HashMap::new(),
             registering: HashSet::new(),
             registering_for: HashMap::new(),
-            awaiting_cache: HashMap::new(),
+            registered: HashMap::new(),
+            registrations: HashSet::new(),
+            registration_failures: HashMap::new(),
             next_renewal: None,
             done,
         };
@@ -420,7 +455,9 @@ impl Issuing {
     pub fn next_wake(&self) -> Option<Instant> {
         self.failures
             .values()
+            .chain(self.registration_failures.values().map(|(_, f)| f))
             .map(|f| f.retry_at)
+            .chain(self.written.values().map(|w| w.at + WRITE_VISIBLE_WITHIN))
             .chain(self.next_renewal)
             .min()
     }
@@ -428,6 +465,7 @@ impl Issuing {
     /// Start an issuance for every Certificate that needs one. `foreign_secrets`: Secrets certgate must
     /// not replace (defined in the manifests, or in Kubernetes not made for this Certificate).
     pub fn reconcile(&mut self, world: &World, foreign_secrets: &HashSet<ObjectKey>) {
+        self.register_acme_issuers(world);
         let now = Utc::now();
         let mut next_renewal: Option<Instant> = None;
         let (mut up_to_date, mut started) = (0usize, 0usize);
@@ -441,12 +479,12 @@ impl Issuing {
             };
             let secret_key = ObjectKey::new(key.namespace.clone(), cert.spec.secret_name.clone());
             let data = world.secrets.get(&secret_key).map(|s| secret_data(s));
-            if let Some((written, at)) = self.awaiting_cache.get(key) {
-                let seen = data.as_ref().and_then(|d| d.get(decide::TLS_CRT)) == Some(written);
-                if !seen && at.elapsed() < CACHE_LAG_LIMIT {
+            if let Some(written) = self.written.get(key) {
+                let seen = data.as_ref().and_then(|d| d.get(decide::TLS_CRT)) == Some(&written.crt);
+                if !seen && written.at.elapsed() < WRITE_VISIBLE_WITHIN {
                     continue;
                 }
-                self.awaiting_cache.remove(key);
+                self.written.remove(key);
             }
             let reason = match decide::decide(&wanted, data.as_ref(), now) {
                 Decision::UpToDate {
@@ -587,14 +625,24 @@ impl Issuing {
                         "issuance did not finish within {ISSUANCE_TIMEOUT:?}"
                     ))
                 });
-            if let Some(issuer) = &acme_issuer {
-                sink.acme_issuer_status(issuer, &result).await;
+            // Other failures (validation, the order) say nothing about the issuer's account.
+            let registration = match &result {
+                Ok(issued) => Some(Ok(issued.acme_account.as_ref())),
+                Err(e)
+                    if e.contains("registering the account") || e.contains("ACME account key") =>
+                {
+                    Some(Err(e.as_str()))
+                }
+                Err(_) => None,
+            };
+            if let (Some(issuer), Some(registration)) = (&acme_issuer, registration) {
+                sink.acme_issuer_status(issuer, registration).await;
             }
-            let _ = done.send(Outcome {
+            let _ = done.send(Outcome(Done::Issuance {
                 certificate: key,
                 secret,
                 result,
-            });
+            }));
         });
         true
     }
@@ -681,12 +729,14 @@ impl Issuing {
                 format!("CA Secret {secrets_namespace}/{} not found", ca.secret_name)
             })?;
             PlanKind::Ca(data)
-        } else if let Some(acme) = &issuer_spec.acme {
-            if acme.skip_tls_verify == Some(true) {
-                return Err("acme.skipTLSVerify is not supported by certgate; give the server's CA in acme.caBundle".into());
-            }
+        } else if let Some(acme) = acme_settings(issuer_spec, secrets_namespace, world) {
+            let (settings, account, account_field) = acme?;
             // Each name needs a solver, and certgate can only use HTTP-01 ones.
-            let all_solvers = acme.solvers.as_deref().unwrap_or_default();
+            let all_solvers = issuer_spec
+                .acme
+                .as_ref()
+                .and_then(|a| a.solvers.as_deref())
+                .unwrap_or_default();
             let labels = cert.metadata.labels.clone().unwrap_or_default();
             let mut solvers = BTreeMap::new();
             for name in cert
@@ -700,32 +750,8 @@ impl Issuing {
                     .map_err(|e| format!("{issuer_kind} {}: {e}", r.name))?;
                 solvers.insert(name.clone(), solver.clone());
             }
-            let eab = match &acme.external_account_binding {
-                None => None,
-                Some(eab) => Some((
-                    eab.key_id.clone(),
-                    eab_key(eab, |name| secret(name), secrets_namespace)?,
-                )),
-            };
-            let account =
-                ObjectKey::new(secrets_namespace, acme.private_key_secret_ref.name.clone());
-            let account_field = acme
-                .private_key_secret_ref
-                .key
-                .clone()
-                .unwrap_or_else(|| TLS_KEY.into());
-            let account_key_pem = secret(&account.name)
-                .and_then(|d| d.get(&account_field).cloned())
-                .and_then(|k| String::from_utf8(k).ok());
             PlanKind::Acme {
-                settings: Box::new(AcmeSettings {
-                    directory: acme.server.clone(),
-                    email: acme.email.clone().filter(|e| !e.is_empty()),
-                    ca_bundle: acme.ca_bundle.as_ref().map(|b| b.0.clone()),
-                    account_secret: account.to_string(),
-                    account_key_pem,
-                    eab,
-                }),
+                settings: Box::new(settings),
                 account,
                 account_field,
                 solvers,
@@ -747,9 +773,179 @@ impl Issuing {
         })
     }
 
+    /// Register the account of every ACME issuer ahead of its first issuance (cert-manager does it when the
+    /// issuer appears), so `kubectl get clusterissuer` shows READY, or why not, before any Certificate asks.
+    /// An account whose key is stored is verified once per process and issuer generation.
+    fn register_acme_issuers(&mut self, world: &World) {
+        let issuers = world
+            .issuers
+            .iter()
+            .map(|(key, i)| {
+                let id = (
+                    "Issuer".to_owned(),
+                    Some(key.namespace.clone()),
+                    key.name.clone(),
+                );
+                (id, &i.spec, key.namespace.as_str(), i.metadata.generation)
+            })
+            .chain(world.cluster_issuers.iter().map(|(name, i)| {
+                let id = ("ClusterIssuer".to_owned(), None, name.clone());
+                let ns = self.cluster_resource_namespace.as_str();
+                (id, &i.spec.issuer, ns, i.metadata.generation)
+            }));
+        let mut start = Vec::new();
+        for (id, spec, secrets_namespace, generation) in issuers {
+            // Unsupported settings are reported when a Certificate asks for the issuer.
+            let Some(Ok((settings, account, account_field))) =
+                acme_settings(spec, secrets_namespace, world)
+            else {
+                continue;
+            };
+            if self.registrations.contains(&id) {
+                continue;
+            }
+            let stored = settings.account_key_pem.is_some();
+            if stored {
+                // The key is stored and visible: any registration that made it is over.
+                self.registering.remove(&account);
+                if self.registered.get(&id) == Some(&generation) {
+                    continue;
+                }
+            }
+            let tried_with = (generation, stored);
+            if self
+                .registration_failures
+                .get(&id)
+                .is_some_and(|(with, f)| *with == tried_with && f.retry_at > Instant::now())
+            {
+                continue;
+            }
+            // Without a stored key, the first to register makes it (a Certificate's issuance or this); the
+            // others wait for it, so an issuer never gets two accounts.
+            if !stored && !self.registering.insert(account.clone()) {
+                continue;
+            }
+            self.registrations.insert(id.clone());
+            start.push((id, tried_with, settings, account, account_field));
+        }
+        for (issuer, tried_with, settings, account, account_field) in start {
+            info!(issuer = %issuer.2, kind = %issuer.0, account = %account, "registering the ACME account");
+            let done = self.done.clone();
+            tokio::spawn(async move {
+                let result =
+                    tokio::time::timeout(ISSUANCE_TIMEOUT, acme::register_account(&settings))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(crate::certs::issue::IssueError::Acme(format!(
+                                "registering the account did not finish within {ISSUANCE_TIMEOUT:?}"
+                            )))
+                        })
+                        .map_err(|e| e.to_string())
+                        .map(|(key, uri)| (key, (uri, settings.email.clone())));
+                let _ = done.send(Outcome(Done::Registration {
+                    issuer,
+                    tried_with,
+                    account,
+                    account_field,
+                    result,
+                }));
+            });
+        }
+    }
+
+    /// Store a newly made account key, then set the issuer's Ready condition.
+    async fn finish_registration(
+        &mut self,
+        issuer: IssuerId,
+        tried_with: (Option<i64>, bool),
+        account: ObjectKey,
+        account_field: String,
+        result: Result<Registered, String>,
+    ) -> bool {
+        let registered = result.as_ref().ok().map(|(_, account)| account.clone());
+        let result = match result.map(|(key, _)| key) {
+            Ok(Some(pem)) => self
+                .sink
+                .write_secret(
+                    &account,
+                    BTreeMap::from([(account_field, pem.into_bytes())]),
+                    BTreeMap::new(),
+                    false,
+                )
+                .await
+                .map(|_| true)
+                .map_err(|e| format!("ACME account key: storing Secret {account}: {e}")),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        self.registrations.remove(&issuer);
+        // A new key's mark stays until the key shows up in the world, so no Certificate registers another.
+        let made_key = matches!(result, Ok(true));
+        if !made_key && !tried_with.1 {
+            self.registering.remove(&account);
+        }
+        match &result {
+            Ok(_) => {
+                info!(issuer = %issuer.2, kind = %issuer.0, account = %account, "ACME account registered");
+                self.registration_failures.remove(&issuer);
+                self.registered.insert(issuer.clone(), tried_with.0);
+            }
+            Err(error) => {
+                let attempts = self
+                    .registration_failures
+                    .get(&issuer)
+                    .filter(|(with, _)| *with == tried_with)
+                    .map_or(0, |(_, f)| f.attempts)
+                    + 1;
+                let backoff = backoff(attempts, self.max_backoff);
+                warn!(issuer = %issuer.2, kind = %issuer.0, %error, attempts, retry_in_s = backoff.as_secs(), "ACME account registration failed");
+                let retry_at = Instant::now() + backoff;
+                let failure = Failure { attempts, retry_at };
+                self.registration_failures
+                    .insert(issuer.clone(), (tried_with, failure));
+            }
+        }
+        let status = result
+            .as_ref()
+            .map(|_| registered.as_ref())
+            .map_err(String::as_str);
+        self.sink.acme_issuer_status(&issuer, status).await;
+        matches!(result, Ok(true))
+    }
+
     /// Record an outcome: on success write the Secret (and a new account key) into the state dir.
     /// Returns whether files changed (the caller reloads).
     pub async fn finish(&mut self, outcome: Outcome) -> bool {
+        match outcome.0 {
+            Done::Issuance {
+                certificate,
+                secret,
+                result,
+            } => self.finish_issuance(certificate, secret, result).await,
+            Done::Registration {
+                issuer,
+                tried_with,
+                account,
+                account_field,
+                result,
+            } => {
+                self.finish_registration(issuer, tried_with, account, account_field, result)
+                    .await
+            }
+        }
+    }
+
+    async fn finish_issuance(
+        &mut self,
+        certificate: ObjectKey,
+        secret: ObjectKey,
+        result: Result<Issued, String>,
+    ) -> bool {
+        let outcome = IssuanceOutcome {
+            certificate,
+            secret,
+            result,
+        };
         self.in_flight.remove(&outcome.certificate);
         // On success the mark stays until the stored account key shows up in the world (see `start`);
         // on failure another Certificate may try to register.
@@ -776,7 +972,7 @@ impl Issuing {
                     warn!(secret = %secret, error = %e, "could not store the ACME account key");
                     self.registering.remove(secret);
                 }
-                let written_crt = issued
+                let crt = issued
                     .data
                     .get(decide::TLS_CRT)
                     .cloned()
@@ -788,8 +984,9 @@ impl Issuing {
                 {
                     Ok(written) => {
                         info!(certificate = %outcome.certificate, secret = %outcome.secret, to = %written, "certificate issued");
-                        self.awaiting_cache
-                            .insert(outcome.certificate.clone(), (written_crt, Instant::now()));
+                        let at = Instant::now();
+                        self.written
+                            .insert(outcome.certificate.clone(), Written { crt, at });
                         if let (true, Sink::Kube(client)) = (issued.next_key_stored, &self.sink) {
                             let c = &outcome.certificate;
                             let uid = issued.certificate_uid.as_str();
@@ -870,6 +1067,63 @@ fn eab_key(
         })
 }
 
+struct IssuanceOutcome {
+    certificate: ObjectKey,
+    secret: ObjectKey,
+    result: Result<Issued, String>,
+}
+
+/// An issuer's ACME settings, account Secret and the key's field in it; `None` for other kinds,
+/// `Some(Err)` for ACME settings certgate cannot use.
+fn acme_settings(
+    issuer: &IssuerSpec,
+    secrets_namespace: &str,
+    world: &World,
+) -> Option<Result<(AcmeSettings, ObjectKey, String), String>> {
+    let acme = issuer.acme.as_ref()?;
+    if acme.skip_tls_verify == Some(true) {
+        return Some(Err("acme.skipTLSVerify is not supported by certgate; give the server's CA in acme.caBundle".into()));
+    }
+    let http01 = acme.solvers.iter().flatten().any(|s| s.http01.is_some());
+    if !http01 {
+        return Some(Err("the ACME issuer has no http01 solver; certgate answers HTTP-01 only (DNS-01 is not supported)".into()));
+    }
+    let secret = |name: &str| {
+        world
+            .secrets
+            .get(&ObjectKey::new(secrets_namespace, name))
+            .map(|s| secret_data(s))
+    };
+    let eab = match &acme.external_account_binding {
+        None => None,
+        Some(eab) => match eab_key(eab, secret, secrets_namespace) {
+            Ok(key) => Some((eab.key_id.clone(), key)),
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    let account = ObjectKey::new(secrets_namespace, acme.private_key_secret_ref.name.clone());
+    let account_field = acme
+        .private_key_secret_ref
+        .key
+        .clone()
+        .unwrap_or_else(|| TLS_KEY.into());
+    let account_key_pem = world
+        .secrets
+        .get(&account)
+        .map(|s| secret_data(s))
+        .and_then(|d| d.get(&account_field).cloned())
+        .and_then(|k| String::from_utf8(k).ok());
+    let settings = AcmeSettings {
+        directory: acme.server.clone(),
+        email: acme.email.clone().filter(|e| !e.is_empty()),
+        ca_bundle: acme.ca_bundle.as_ref().map(|b| b.0.clone()),
+        account_secret: account.to_string(),
+        account_key_pem,
+        eab,
+    };
+    Some(Ok((settings, account, account_field)))
+}
+
 /// 1 min, 2, 4, … up to `max`: quick enough for a typo fixed a minute later, and inside Let's Encrypt's
 /// failed-validation limits (5 per hour per name) once it grows.
 pub fn backoff(attempts: u32, max: Duration) -> Duration {
@@ -881,7 +1135,7 @@ struct Plan {
     kind: PlanKind,
     annotations: BTreeMap<String, String>,
     /// For ACME issuers: (kind, namespace for an Issuer, name), whose Ready condition follows account registration.
-    acme_issuer: Option<(String, Option<String>, String)>,
+    acme_issuer: Option<IssuerId>,
 }
 
 enum PlanKind {
@@ -1109,6 +1363,123 @@ fn secret_doc(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A World with a SelfSigned Issuer and a Certificate `web` (Secret `web-tls`) in `ns`, and `secret`.
+    fn world_with(secret: Option<Secret>) -> World {
+        let issuer: crate::crd::issuer::Issuer = serde_json::from_value(json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            "metadata": {"name": "selfsigned", "namespace": "ns"}, "spec": {"selfSigned": {}}}))
+        .unwrap();
+        let cert: Certificate = serde_json::from_value(json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"secretName": "web-tls", "dnsNames": ["web.example.com"], "issuerRef": {"name": "selfsigned"},
+                     "privateKey": {"algorithm": "ECDSA"}}}))
+        .unwrap();
+        let mut world = World::default();
+        world
+            .issuers
+            .insert(ObjectKey::new("ns", "selfsigned"), Arc::new(issuer));
+        world
+            .certificates
+            .insert(ObjectKey::new("ns", "web"), Arc::new(cert));
+        if let Some(secret) = secret {
+            world
+                .secrets
+                .insert(ObjectKey::new("ns", "web-tls"), Arc::new(secret));
+        }
+        world
+    }
+
+    #[tokio::test]
+    async fn an_issuers_account_is_registered_once_at_a_time_and_retried_after_a_backoff() {
+        // Without a stored key (registration) and with one (verification).
+        for stored in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut issuing, mut outcomes) = Issuing::new(
+                Sink::Files(dir.path().to_owned()),
+                Arc::new(Http01Tokens::default()),
+                "127.0.0.1:9".parse().unwrap(),
+                "cert-manager".into(),
+                Duration::from_secs(3600),
+            );
+            // Nothing listens on port 9: registration fails.
+            let issuer: crate::crd::issuer::ClusterIssuer = serde_json::from_value(json!({
+                "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "le"},
+                "spec": {"acme": {"server": "https://127.0.0.1:9/directory", "privateKeySecretRef": {"name": "le-account"},
+                                  "solvers": [{"http01": {"ingress": {}}}]}}}))
+            .unwrap();
+            let mut world = World::default();
+            world.cluster_issuers.insert("le".into(), Arc::new(issuer));
+            let account = ObjectKey::new("cert-manager", "le-account");
+            if stored {
+                let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": "le-account", "namespace": "cert-manager"},
+                    "data": {"tls.key": base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD, key)}}))
+                .unwrap();
+                world.secrets.insert(account.clone(), Arc::new(secret));
+            }
+            for _ in 0..3 {
+                issuing.reconcile(&world, &HashSet::new());
+            }
+            assert_eq!(
+                issuing.registrations.len(),
+                1,
+                "stored {stored}: one registration at a time"
+            );
+            assert_eq!(
+                issuing.registering.contains(&account),
+                !stored,
+                "Certificates wait only for a key being made"
+            );
+
+            let outcome = outcomes.recv().await.unwrap();
+            assert!(!issuing.finish(outcome).await, "nothing written");
+            assert!(issuing.registrations.is_empty() && !issuing.registering.contains(&account));
+            issuing.reconcile(&world, &HashSet::new());
+            assert!(
+                issuing.registrations.is_empty(),
+                "stored {stored}: retried before its backoff"
+            );
+            let wake = issuing.next_wake().expect("a retry is scheduled");
+            assert!(wake > Instant::now() + Duration::from_secs(50), "{wake:?}");
+            assert!(
+                outcomes.try_recv().is_err(),
+                "stored {stored}: a second registration ran"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secret_just_written_is_not_issued_again_before_the_world_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut issuing, mut outcomes) = Issuing::new(
+            Sink::Files(dir.path().to_owned()),
+            Arc::new(Http01Tokens::default()),
+            "127.0.0.1:9".parse().unwrap(),
+            "cert-manager".into(),
+            Duration::from_secs(3600),
+        );
+        let before = world_with(None);
+        issuing.reconcile(&before, &HashSet::new());
+        assert_eq!(issuing.in_flight.len(), 1, "the missing Secret is issued");
+        let outcome = outcomes.recv().await.unwrap();
+        assert!(issuing.finish(outcome).await, "the Secret is written");
+
+        // The watch cache has not delivered the write yet: the World still has no Secret.
+        issuing.reconcile(&before, &HashSet::new());
+        assert!(issuing.in_flight.is_empty(), "issued a second time");
+
+        // Once the World shows the written Secret, the Certificate is up to date and the mark is gone.
+        let text = std::fs::read_to_string(dir.path().join("ns.web-tls.secret.yaml")).unwrap();
+        let secret: Secret = serde_json::from_str(&text).unwrap();
+        issuing.reconcile(&world_with(Some(secret)), &HashSet::new());
+        assert!(issuing.in_flight.is_empty() && issuing.written.is_empty());
+        assert!(issuing.next_renewal.is_some(), "renewal scheduled");
+    }
 
     #[test]
     fn backoff_starts_at_a_minute_and_doubles_up_to_the_bound() {

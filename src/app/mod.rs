@@ -1,6 +1,7 @@
 //! The two serving modes, wired from the same parts: a source producing a `World`, the `ConfigBuilder`,
 //! and the data plane (`dataplane::DataPlane`). Only the source differs between them.
 
+pub mod cert_manager;
 pub mod controller;
 pub mod dataplane;
 pub mod ingress_status;

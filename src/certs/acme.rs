@@ -193,8 +193,8 @@ fn stored_account_key(settings: &AcmeSettings) -> Result<Option<Vec<u8>>, IssueE
 }
 
 const RSA_ACCOUNT_KEY: &str = "not an ECDSA P-256 key in PKCS#8; certgate's ACME client signs with P-256 only. \
-     An RSA account key left by cert-manager must be replaced: delete the Secret and certgate registers a new \
-     account (see README, \"Migrating from cert-manager\")";
+     An RSA account key left by cert-manager cannot be used: name a new Secret in privateKeySecretRef, or \
+     delete the Secret, and certgate registers a new account (see README, \"Migrating from cert-manager\")";
 
 async fn account(settings: &AcmeSettings) -> Result<(Account, Option<String>), IssueError> {
     let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
@@ -255,6 +255,16 @@ async fn account(settings: &AcmeSettings) -> Result<(Account, Option<String>), I
         ),
     };
     Ok((account, new_account_key_pem))
+}
+
+/// Register an ACME issuer's account ahead of any issuance, as cert-manager does when an Issuer is
+/// created, so the issuer reports Ready (or why not) at once. Registering a stored key finds its account
+/// again, so this also verifies it. Returns a new account key to store, if one was made, and the account URL.
+pub async fn register_account(
+    settings: &AcmeSettings,
+) -> Result<(Option<String>, String), IssueError> {
+    let (account, new_key) = account(settings).await?;
+    Ok((new_key, account.id().to_owned()))
 }
 
 /// Issue over ACME: `csr_der` is the Certificate's request; `resume` the URL of an order a previous
