@@ -59,7 +59,9 @@ async fn the_proxy_serves_through_an_apiserver_restart_and_nothing_is_issued_twi
         )
         .await
         .expect("namespace");
-    let host = "restart.example.com";
+    // Unique per run: an Ingress left by an earlier run for the same host would win the host's TLS (oldest first).
+    let host = format!("{ns}.example.com");
+    let host = host.as_str();
     let mut docs = site(&ns, "web", host, &ip, backend.addr.port(), true);
     docs.extend([
         json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "self", "namespace": ns},
@@ -94,13 +96,15 @@ async fn the_proxy_serves_through_an_apiserver_restart_and_nothing_is_issued_twi
     let c = client(Some(&ca));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    while !c
-        .get(&url)
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "not served over HTTPS in time");
+    loop {
+        let answer = c.get(&url).send().await;
+        if answer.as_ref().is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served over HTTPS in time: {answer:?}"
+        );
         tick.tick().await;
     }
 
@@ -141,13 +145,13 @@ async fn the_proxy_serves_through_an_apiserver_restart_and_nothing_is_issued_twi
     support::kube::kubectl_apply(&site(
         &ns,
         "other",
-        "after.example.com",
+        &format!("after-{host}"),
         &ip,
         other.addr.port(),
         false,
     ));
     let plain = client(None);
-    let after = format!("http://after.example.com:{}/", cg.http.port());
+    let after = format!("http://after-{host}:{}/", cg.http.port());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !plain
         .get(&after)
