@@ -46,5 +46,8 @@ pub fn kubectl_apply(docs: &[serde_json::Value]) {
         .expect("stdin")
         .write_all(list.to_string().as_bytes())
         .expect("write to kubectl");
-    assert!(child.wait().expect("kubectl exits").success(), "kubectl apply failed");
+    assert!(
+        child.wait().expect("kubectl exits").success(),
+        "kubectl apply failed"
+    );
 }
