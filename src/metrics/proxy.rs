@@ -281,19 +281,17 @@ pub struct RouteHandles {
     requests: [OnceLock<ExactCounter>; 9],
     upstream_errors: [OnceLock<Counter>; UpstreamError::COUNT],
     request_duration: Histogram,
-    header_duration: Histogram,
+    /// Created on first use: routes that never reach an upstream (404s, redirects) get no empty series.
+    header_duration: OnceLock<Histogram>,
 }
 
 impl RouteHandles {
     fn new(families: Arc<Families>, key: &RouteKey) -> Self {
-        let labels = RouteLabels {
-            namespace: key.namespace.clone(),
-            ingress: key.ingress.clone(),
-            host: key.host.clone(),
-        };
         Self {
-            request_duration: families.request_duration.get_or_create_owned(&labels),
-            header_duration: families.header_duration.get_or_create_owned(&labels),
+            request_duration: families
+                .request_duration
+                .get_or_create_owned(&route_labels(key)),
+            header_duration: OnceLock::new(),
             families,
             namespace: key.namespace.clone(),
             ingress: key.ingress.clone(),
@@ -321,7 +319,16 @@ impl RouteHandles {
 
     /// The upstream's response head arrived after `seconds`.
     pub fn upstream_header(&self, seconds: f64) {
-        self.header_duration.observe(seconds);
+        self.header_duration
+            .get_or_init(|| {
+                let labels = RouteLabels {
+                    namespace: self.namespace.clone(),
+                    ingress: self.ingress.clone(),
+                    host: self.host.clone(),
+                };
+                self.families.header_duration.get_or_create_owned(&labels)
+            })
+            .observe(seconds);
     }
 
     pub fn upstream_error(&self, kind: UpstreamError) {
@@ -336,6 +343,14 @@ impl RouteHandles {
                     })
             })
             .inc();
+    }
+}
+
+fn route_labels(key: &RouteKey) -> RouteLabels {
+    RouteLabels {
+        namespace: key.namespace.clone(),
+        ingress: key.ingress.clone(),
+        host: key.host.clone(),
     }
 }
 
