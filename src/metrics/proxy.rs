@@ -218,7 +218,7 @@ impl ProxyMetrics {
             ingress: ingress.to_owned(),
             host: host.to_owned(),
         };
-        let made = Arc::new(RouteHandles::new(self.families.clone(), &key));
+        let made = Arc::new(RouteHandles::new(self.families.clone(), key.clone()));
         self.routes.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.entry(key.clone()).or_insert_with(|| made.clone());
@@ -275,9 +275,8 @@ impl Drop for ConnectionGuard {
 #[derive(Debug)]
 pub struct RouteHandles {
     families: Arc<Families>,
-    namespace: String,
-    ingress: String,
-    host: String,
+    key: RouteKey,
+    /// One per status class, created on first use: a route shows only the classes it answered.
     requests: [OnceLock<ExactCounter>; 9],
     upstream_errors: [OnceLock<Counter>; UpstreamError::COUNT],
     request_duration: Histogram,
@@ -286,16 +285,12 @@ pub struct RouteHandles {
 }
 
 impl RouteHandles {
-    fn new(families: Arc<Families>, key: &RouteKey) -> Self {
+    fn new(families: Arc<Families>, key: RouteKey) -> Self {
         Self {
-            request_duration: families
-                .request_duration
-                .get_or_create_owned(&route_labels(key)),
+            request_duration: families.request_duration.get_or_create_owned(&key.labels()),
             header_duration: OnceLock::new(),
             families,
-            namespace: key.namespace.clone(),
-            ingress: key.ingress.clone(),
-            host: key.host.clone(),
+            key,
             requests: Default::default(),
             upstream_errors: Default::default(),
         }
@@ -306,10 +301,15 @@ impl RouteHandles {
         let class = status_class_index(status);
         self.requests[class]
             .get_or_init(|| {
+                let RouteLabels {
+                    namespace,
+                    ingress,
+                    host,
+                } = self.key.labels();
                 self.families.requests.get_or_create_owned(&RequestLabels {
-                    namespace: self.namespace.clone(),
-                    ingress: self.ingress.clone(),
-                    host: self.host.clone(),
+                    namespace,
+                    ingress,
+                    host,
                     status: STATUS_CLASSES[class],
                 })
             })
@@ -321,12 +321,9 @@ impl RouteHandles {
     pub fn upstream_header(&self, seconds: f64) {
         self.header_duration
             .get_or_init(|| {
-                let labels = RouteLabels {
-                    namespace: self.namespace.clone(),
-                    ingress: self.ingress.clone(),
-                    host: self.host.clone(),
-                };
-                self.families.header_duration.get_or_create_owned(&labels)
+                self.families
+                    .header_duration
+                    .get_or_create_owned(&self.key.labels())
             })
             .observe(seconds);
     }
@@ -337,20 +334,12 @@ impl RouteHandles {
                 self.families
                     .upstream_errors
                     .get_or_create_owned(&UpstreamErrorLabels {
-                        namespace: self.namespace.clone(),
-                        ingress: self.ingress.clone(),
+                        namespace: self.key.namespace.clone(),
+                        ingress: self.key.ingress.clone(),
                         kind: kind.label(),
                     })
             })
             .inc();
-    }
-}
-
-fn route_labels(key: &RouteKey) -> RouteLabels {
-    RouteLabels {
-        namespace: key.namespace.clone(),
-        ingress: key.ingress.clone(),
-        host: key.host.clone(),
     }
 }
 
@@ -361,6 +350,16 @@ struct RouteKey {
     namespace: String,
     ingress: String,
     host: String,
+}
+
+impl RouteKey {
+    fn labels(&self) -> RouteLabels {
+        RouteLabels {
+            namespace: self.namespace.clone(),
+            ingress: self.ingress.clone(),
+            host: self.host.clone(),
+        }
+    }
 }
 
 trait KeyView {
