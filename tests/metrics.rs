@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::backend;
 use support::certgate::Certgate;
@@ -537,6 +538,45 @@ async fn access_log_has_one_line_per_request_and_never_the_query_or_credentials(
     assert_eq!(line["fields"]["status"], 404, "{line}");
     assert_eq!(line["fields"]["upstream"], "-", "{line}");
     assert_eq!(line["fields"]["ingress"], "-", "{line}");
+
+    // A head refused before hyper parses it (request smuggling shape) is answered, logged and counted.
+    let mut raw = tokio::net::TcpStream::connect(cg.http).await.unwrap();
+    raw.write_all(
+        b"POST /x?token=secret-query-value HTTP/1.1\r\nHost: app.example.com\r\n\
+          Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    raw.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let line = cg.wait_for_event("request", "status", "400").await;
+    assert_eq!(line["target"], "certgate::access", "{line}");
+    for field in ["method", "host", "path", "upstream", "ingress"] {
+        assert_eq!(line["fields"][field], "-", "{field}: {line}");
+    }
+    let unmatched_4xx = [
+        ("namespace", ""),
+        ("ingress", ""),
+        ("host", "_"),
+        ("status", "4xx"),
+    ];
+    let samples = scrape_until(&cg, "the 404 and the refused head counted", |s| {
+        value(s, "nginx_ingress_controller_requests", &unmatched_4xx) == Some(2.0)
+    })
+    .await;
+    assert_eq!(
+        value(
+            &samples,
+            "nginx_ingress_controller_requests",
+            &unmatched_4xx
+        ),
+        Some(2.0)
+    );
 
     assert_eq!(cg.count_logs("metrics-test-1"), 1, "one line per request");
     for secret in [
