@@ -133,6 +133,18 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// One log line per request on the `certgate::access` target: method, host, path without the query
+    /// string, status, body bytes sent, duration, upstream, request id, Ingress. `--access-log=false`
+    /// turns it off.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub access_log: bool,
 }
 
 /// Limits on client connections, named after the nginx directives (and ingress-nginx ConfigMap keys)
@@ -224,6 +236,26 @@ mod tests {
         };
         assert_eq!((run.common.http_port, run.common.https_port), (0, 0));
         assert_eq!(run.manifests, PathBuf::from("m"));
+    }
+
+    #[test]
+    fn access_log_is_on_unless_switched_off() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["certgate", "run", "--manifests", "m"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Run(run) => run.common.access_log,
+                other => panic!("expected run, got {other:?}"),
+            }
+        };
+        assert!(parse(&[]));
+        assert!(parse(&["--access-log"]));
+        assert!(parse(&["--access-log=true"]));
+        assert!(!parse(&["--access-log=false"]));
+        assert!(
+            Cli::try_parse_from(["certgate", "run", "--manifests", "m", "--access-log=maybe"])
+                .is_err()
+        );
     }
 
     #[test]

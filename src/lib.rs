@@ -18,6 +18,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crd;
+pub mod metrics;
 pub mod pki;
 pub mod proxy;
 pub mod routing;

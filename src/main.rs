@@ -9,11 +9,13 @@ use certgate::cli::{Cli, Command, StatusCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One registry per process, handed to each part that records.
+    let metrics = certgate::metrics::Metrics::new();
     match cli.command {
         Command::Run(args) => {
             certgate::telemetry::init(args.common.log_format);
             block_on(args.common.worker_threads, async move {
-                certgate::app::standalone::run(args, shutdown_signal())
+                certgate::app::standalone::run(args, metrics, shutdown_signal())
                     .await
                     .map_err(|e| e.to_string())
             })
@@ -24,7 +26,7 @@ fn main() -> ExitCode {
                 let client = kube::Client::try_default()
                     .await
                     .map_err(|e| format!("no Kubernetes API (KUBECONFIG or in-cluster): {e}"))?;
-                certgate::app::controller::run(args, client, shutdown_signal())
+                certgate::app::controller::run(args, client, metrics, shutdown_signal())
                     .await
                     .map_err(|e| e.to_string())
             })

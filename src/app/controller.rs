@@ -25,6 +25,7 @@ use crate::cli::ControllerArgs;
 use crate::config::ConfigBuilder;
 use crate::crd::certificate::Certificate;
 use crate::crd::issuer::{ClusterIssuer, Issuer};
+use crate::metrics::Metrics;
 use crate::routing::build::Report;
 use crate::tls::keypair;
 use crate::world::{ObjectKey, World};
@@ -161,6 +162,7 @@ where
 pub async fn run(
     args: ControllerArgs,
     client: Client,
+    metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     let allow_loopback = args.allow_loopback_backends;
@@ -238,10 +240,17 @@ pub async fn run(
         ),
     };
     let mut reports = ReportLog::default();
-    let (first, world) = rebuild(&stores, &mut builder);
+    let (first, world) = rebuild(&stores, &mut builder, &metrics);
     let mut served = first.served.clone();
     publish(&recorder, &world, reports.fresh(&first.reports));
-    let dataplane = DataPlane::start(&args.common, first, allow_loopback, shutdown.clone()).await?;
+    let dataplane = DataPlane::start(
+        &args.common,
+        first,
+        allow_loopback,
+        &metrics,
+        shutdown.clone(),
+    )
+    .await?;
     // Every replica answers HTTP-01 from the Challenge objects, whichever replica opened the order.
     if stores.certs.is_some() {
         crate::app::orders::serve_challenges(&client, dataplane.http01(), &mut watches);
@@ -273,7 +282,7 @@ pub async fn run(
         // The World a rebuild made is reused by the leader's reconcile; other wake-ups read the caches once.
         let act: Option<Option<World>> = tokio::select! {
             _ = changed.notified() => {
-                let (snapshot, world) = rebuild(&stores, &mut builder);
+                let (snapshot, world) = rebuild(&stores, &mut builder, &metrics);
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
                 served = snapshot.served.clone();
                 dataplane.apply(snapshot);
@@ -304,11 +313,14 @@ pub async fn run(
                 continue;
             }
             issuing.reconcile(&world, &foreign_secrets(&world));
+            metrics.sync_call("certificates");
             if stores.certs.is_some() {
                 let plan = crate::app::shim::plan(&world);
                 crate::app::shim::execute(&client, &recorder, &world, plan, &mut shim_said).await;
+                metrics.sync_call("ingress-shim");
                 let crn = &args.common.cluster_resource_namespace;
                 crate::app::issuers::update(&client, &world, crn).await;
+                metrics.sync_call("issuers");
             }
         }
     }
@@ -363,10 +375,18 @@ fn foreign_secrets(world: &World) -> HashSet<ObjectKey> {
         .collect()
 }
 
-fn rebuild(stores: &Stores, builder: &mut ConfigBuilder) -> (crate::config::Snapshot, World) {
+/// Build a configuration from the caches; the caller swaps it in (counted as a reload, and the
+/// Certificates it saw are what the certificate metrics report).
+fn rebuild(
+    stores: &Stores,
+    builder: &mut ConfigBuilder,
+    metrics: &Metrics,
+) -> (crate::config::Snapshot, World) {
     let started = Instant::now();
     let world = stores.world();
     let snapshot = builder.build(&world);
+    metrics.config.reloaded(started.elapsed());
+    metrics.certificates.publish(&world);
     info!(
         ingresses = world.ingresses.len(),
         hosts = snapshot.routes.host_count(),

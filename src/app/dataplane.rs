@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::app::AppError;
 use crate::cli::CommonArgs;
 use crate::config::Snapshot;
+use crate::metrics::Metrics;
 use crate::proxy::{Shared, server};
 use crate::routing::build::Report;
 use crate::tls::{SniResolver, server_config};
@@ -29,6 +30,7 @@ impl DataPlane {
         common: &CommonArgs,
         first: Snapshot,
         allow_loopback: bool,
+        metrics: &Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, AppError> {
         let hsts = match common.hsts.as_str() {
@@ -38,7 +40,14 @@ impl DataPlane {
             })?),
         };
         let client = common.client.limits();
-        let shared = Shared::new(first.routes, client, hsts, allow_loopback);
+        let shared = Shared::new(
+            first.routes,
+            client,
+            hsts,
+            allow_loopback,
+            metrics.proxy.clone(),
+            common.access_log,
+        );
         // One limit for both listeners, as nginx's worker_connections counts every client connection.
         let connections = Arc::new(tokio::sync::Semaphore::new(client.max_connections));
         let resolver = Arc::new(SniResolver::new(first.certs));
@@ -76,7 +85,7 @@ impl DataPlane {
             connections,
             shutdown.clone(),
         ));
-        tasks.spawn(crate::admin::serve(admin, shutdown));
+        tasks.spawn(crate::admin::serve(admin, metrics.clone(), shutdown));
         Ok(Self {
             shared,
             http_addr,

@@ -15,6 +15,7 @@ use crate::app::issuing::{Issuing, Sink};
 use crate::app::{AppError, build_options, default_secret};
 use crate::cli::RunArgs;
 use crate::config::{ConfigBuilder, Snapshot};
+use crate::metrics::Metrics;
 use crate::sources::manifests;
 use crate::tls::keypair;
 use crate::world::{ObjectKey, World};
@@ -23,7 +24,11 @@ use crate::world::{ObjectKey, World};
 /// reload. Short, because it adds directly to the time a change takes to apply.
 const RELOAD_SETTLE: Duration = Duration::from_millis(5);
 
-pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+pub async fn run(
+    args: RunArgs,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
     // Standalone mode serves Ingresses without a class, and loopback endpoints, by default.
     let options = build_options(&args.common, true, true);
     let generated = keypair::generate_default().map_err(|e| AppError::Tls(e.to_string()))?;
@@ -52,8 +57,11 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
         manifests: &args.manifests,
         state: &args.state_dir,
     };
+    let started = Instant::now();
     let (first, mut world) = reloader.load(&dirs, &mut builder)?;
-    let dataplane = DataPlane::start(&args.common, first, true, shutdown.clone()).await?;
+    metrics.config.reloaded(started.elapsed());
+    metrics.certificates.publish(&world.world);
+    let dataplane = DataPlane::start(&args.common, first, true, &metrics, shutdown.clone()).await?;
     let (mut issuing, mut outcomes) = Issuing::new(
         Sink::Files(args.state_dir.clone()),
         dataplane.http01(),
@@ -62,6 +70,7 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
         args.common.max_issuance_backoff,
     );
     issuing.reconcile(&world.world, &world.user_secrets);
+    metrics.sync_call("certificates");
 
     let mut stop = shutdown;
     loop {
@@ -77,17 +86,22 @@ pub async fn run(args: RunArgs, shutdown: watch::Receiver<bool>) -> Result<(), A
             _ = stop.changed() => break,
         };
         if reload {
+            let started = Instant::now();
             match reloader.load(&dirs, &mut builder) {
                 Ok((snapshot, next)) => {
                     dataplane.apply(snapshot);
+                    metrics.config.reloaded(started.elapsed());
+                    metrics.certificates.publish(&next.world);
                     world = next;
                 }
                 Err(error) => {
+                    metrics.config.reload_failed();
                     warn!(%error, "reload failed; the previous configuration keeps serving")
                 }
             }
         }
         issuing.reconcile(&world.world, &world.user_secrets);
+        metrics.sync_call("certificates");
     }
     dataplane.join().await;
     Ok(())

@@ -121,5 +121,5 @@ pub(crate) fn http_client(
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build::<_, BodyWrapper<Bytes>>(https);
-    Ok(Box::new(client))
+    Ok(crate::acme::client_metrics::instrument(Box::new(client)))
 }

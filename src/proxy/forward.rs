@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
 use crate::routing::table::Policy;
 
@@ -50,15 +51,15 @@ pub enum ForwardError {
     ClientTimeout(Duration),
     #[error("bad request body: {0}")]
     ClientBody(String),
-    #[error("upstream failed: {0}")]
-    Upstream(String),
+    #[error("upstream failed: {detail}")]
+    Upstream { kind: UpstreamError, detail: String },
 }
 
 impl ForwardError {
     pub fn status(&self) -> hyper::StatusCode {
         use hyper::StatusCode;
         match self {
-            Self::Connect(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Connect(_) | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::ConnectTimeout(_) | Self::SendTimeout(_) | Self::Timeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -72,6 +73,17 @@ impl ForwardError {
     /// another request, so the answer says `Connection: close`.
     pub fn closes_client_connection(&self) -> bool {
         matches!(self, Self::ClientTimeout(_) | Self::ClientBody(_))
+    }
+
+    /// The upstream's part in the failure, for metrics; `None` when the client is at fault (body too large,
+    /// too slow or malformed). A connect timeout is a failed connect; send and read timeouts are `timeout`.
+    pub fn upstream_kind(&self) -> Option<UpstreamError> {
+        match self {
+            Self::Connect(_) | Self::ConnectTimeout(_) => Some(UpstreamError::Connect),
+            Self::SendTimeout(_) | Self::Timeout(_) => Some(UpstreamError::Timeout),
+            Self::BodyTooLarge | Self::ClientTimeout(_) | Self::ClientBody(_) => None,
+            Self::Upstream { kind, .. } => Some(*kind),
+        }
     }
 }
 
@@ -167,10 +179,39 @@ fn classify(e: &hyper_util::client::legacy::Error, policy: &Policy) -> ForwardEr
     }
     let detail = error_chain(e);
     if e.is_connect() {
-        ForwardError::Connect(detail)
-    } else {
-        ForwardError::Upstream(detail)
+        return ForwardError::Connect(detail);
     }
+    ForwardError::Upstream {
+        kind: failure_kind(e),
+        detail,
+    }
+}
+
+/// Reset: the connection broke before the response head (RST, EOF mid-message); protocol: the upstream
+/// sent something that is not HTTP.
+fn failure_kind(e: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return UpstreamError::Reset;
+            }
+            if h.is_parse() || h.is_parse_status() {
+                return UpstreamError::Protocol;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return UpstreamError::Reset;
+            }
+        }
+        source = s.source();
+    }
+    UpstreamError::Other
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

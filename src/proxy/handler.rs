@@ -1,10 +1,12 @@
-//! One request: normalise, route, apply the route's rules (redirect, auth, body limit), forward, answer.
+//! One request: normalise, route, apply the route's rules (redirect, auth, body limit), forward, answer;
+//! then hand what happened to `observe`, which records it when the response body ends.
 //!
 //! Status codes, as ingress-nginx gives them: 400 bad path or host, 404 no route, 308 HTTPS redirect,
 //! 401 auth, 413 body too large, 503 no backend / broken configuration, 502 upstream failure, 504 timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -14,9 +16,11 @@ use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
 use crate::auth::basic;
+use crate::metrics::proxy::{CATCH_ALL_HOST, UpstreamError};
 use crate::proxy::Shared;
 use crate::proxy::body::{self, ProxyBody};
-use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::headers::{self, ClientInfo, X_REQUEST_ID};
+use crate::proxy::observe::{Exchange, Observed};
 use crate::routing::path;
 use crate::routing::table::{Backend, Policy, Resolved, Target, normalize_host};
 
@@ -31,15 +35,90 @@ pub struct Conn {
     pub tls: bool,
 }
 
-pub async fn handle(
-    shared: Arc<Shared>,
+/// What serving a request found out, for its metrics and access log line.
+#[derive(Default)]
+struct Seen {
+    /// The matched server's configured name.
+    server: Option<Arc<str>>,
+    /// The Ingress rule or default backend that served it.
+    target: Option<Arc<Target>>,
+    upstream: Option<SocketAddr>,
+    request_id: Option<HeaderValue>,
+    /// Seconds until the upstream's response head.
+    upstream_header: Option<f64>,
+    upstream_error: Option<UpstreamError>,
+}
+
+pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<Observed> {
+    let started = Instant::now();
+    // Cheap copies (a standard method is a tag; a Uri is reference-counted), kept for the access log.
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let host = request_host(&req);
+    let mut seen = Seen::default();
+    let resp = serve(&shared, conn, req, host.as_deref(), &mut seen).await;
+
+    let server = seen.server.as_deref().filter(|n| !n.is_empty());
+    let (namespace, ingress) = seen.target.as_ref().map_or(("", ""), |t| {
+        (t.ingress.namespace.as_str(), t.ingress.name.as_str())
+    });
+    let route = shared
+        .metrics
+        .route(namespace, ingress, server.unwrap_or(CATCH_ALL_HOST));
+    if let Some(seconds) = seen.upstream_header {
+        route.upstream_header(seconds);
+    }
+    if let Some(kind) = seen.upstream_error {
+        route.upstream_error(kind);
+    }
+    let exchange = Exchange {
+        started,
+        method: Some(method),
+        uri: Some(uri),
+        host,
+        status: resp.status().as_u16(),
+        target: seen.target,
+        upstream: seen.upstream,
+        request_id: seen.request_id,
+        route,
+        access_log: shared.access_log,
+    };
+    resp.map(|body| Observed::new(body, exchange))
+}
+
+/// The answer to a request whose head was refused below hyper (`client_io`): no route, no upstream; its
+/// method, host and path are unknown (hyper parsed a stand-in).
+pub fn refused(shared: &Shared, resp: Response<ProxyBody>) -> Response<Observed> {
+    let exchange = Exchange {
+        started: Instant::now(),
+        method: None,
+        uri: None,
+        host: None,
+        status: resp.status().as_u16(),
+        target: None,
+        upstream: None,
+        request_id: None,
+        route: shared.metrics.route("", "", CATCH_ALL_HOST),
+        access_log: shared.access_log,
+    };
+    resp.map(|body| Observed::new(body, exchange))
+}
+
+async fn serve(
+    shared: &Shared,
     conn: Conn,
     req: Request<Incoming>,
+    raw_host: Option<&str>,
+    seen: &mut Seen,
 ) -> Response<ProxyBody> {
-    let Some(raw_host) = request_host(&req) else {
+    seen.request_id = req.headers().get(&X_REQUEST_ID).cloned();
+    let Some(raw_host) = raw_host else {
         return status(StatusCode::BAD_REQUEST, "missing Host");
     };
-    let host = normalize_host(&raw_host);
+    let host = normalize_host(raw_host);
+    let routes = shared.routes.load_full();
+    let server = routes.host(&host);
+    seen.server = Some(server.name.clone());
     // A cheap (reference-counted) copy, so the normalised path can borrow from it while `req` moves on.
     let uri = req.uri().clone();
     let normalized = match path::normalize(uri.path()) {
@@ -58,12 +137,12 @@ pub async fn handle(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return resp;
     }
-    let routes = shared.routes.load_full();
-    let (target, route, host_rules) = match routes.resolve(&host, &normalized) {
+    let (target, route, host_rules) = match server.resolve(&normalized) {
         Resolved::Route { route, host } => (&route.target, Some(route), host),
         Resolved::DefaultBackend { target, host } => (target, None, host),
         Resolved::NotFound { .. } => return status(StatusCode::NOT_FOUND, "404 Not Found"),
     };
+    seen.target = Some(target.clone());
     let policy = match &target.policy {
         Ok(policy) => policy,
         Err(reason) => {
@@ -76,7 +155,7 @@ pub async fn handle(
 
     if !acme && !conn.tls && (policy.force_ssl_redirect || (policy.ssl_redirect && host_rules.tls))
     {
-        return redirect_to_https(&shared, &host, req.uri(), policy);
+        return redirect_to_https(shared, &host, req.uri(), policy);
     }
     let mut req = req;
     if !acme && let Some(denied) = check_auth(&mut req, target, policy) {
@@ -87,13 +166,14 @@ pub async fn handle(
         None => normalized,
     };
     let mut resp = forward(
-        &shared,
+        shared,
         conn,
         req,
         target,
         policy,
-        &raw_host,
+        raw_host,
         &upstream_path,
+        seen,
     )
     .await;
     if conn.tls
@@ -171,6 +251,7 @@ fn check_auth(
     Some(resp)
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; each is a distinct input of the forwarded request
 async fn forward(
     shared: &Shared,
     conn: Conn,
@@ -179,14 +260,17 @@ async fn forward(
     policy: &Policy,
     raw_host: &str,
     upstream_path: &str,
+    seen: &mut Seen,
 ) -> Response<ProxyBody> {
     let addr = match upstream_addr(&target.backend, shared.allow_loopback()).await {
         Ok(addr) => addr,
-        Err((code, reason)) => {
+        Err((code, kind, reason)) => {
             warn!(ingress = %target.ingress, %reason, "no upstream");
+            seen.upstream_error = Some(kind);
             return status(code, code.canonical_reason().unwrap_or(""));
         }
     };
+    seen.upstream = Some(addr);
     if let Some(limit) = policy.body_limit
         && content_length(&req).is_some_and(|len| len > limit)
     {
@@ -227,6 +311,7 @@ async fn forward(
     };
     headers::set_forwarded(&mut parts.headers, &client);
     let incoming = body::ClientBody::new(incoming, shared.client.body_timeout);
+    seen.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
     let body = match policy.body_limit {
         Some(limit) => body::stream(Limited::new(
             incoming,
@@ -235,6 +320,7 @@ async fn forward(
         None => body::stream(incoming),
     };
 
+    let sent = Instant::now();
     let mut resp = match shared
         .upstream
         .send(Request::from_parts(parts, body), policy)
@@ -243,6 +329,7 @@ async fn forward(
         Ok(resp) => resp,
         Err(e) => {
             warn!(ingress = %target.ingress, upstream = %addr, error = %e, "upstream request failed");
+            seen.upstream_error = e.upstream_kind();
             let code = e.status();
             let mut resp = status(code, code.canonical_reason().unwrap_or(""));
             if e.closes_client_connection() {
@@ -252,6 +339,7 @@ async fn forward(
             return resp;
         }
     };
+    seen.upstream_header = Some(sent.elapsed().as_secs_f64());
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
@@ -277,11 +365,12 @@ async fn forward(
 async fn upstream_addr(
     backend: &Backend,
     allow_loopback: bool,
-) -> Result<SocketAddr, (StatusCode, String)> {
+) -> Result<SocketAddr, (StatusCode, UpstreamError, String)> {
     match backend {
         Backend::Endpoints { service, .. } => backend.next_endpoint().ok_or_else(|| {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
+                UpstreamError::NoEndpoint,
                 format!("Service {service} has no ready endpoints"),
             )
         }),
@@ -297,12 +386,14 @@ async fn upstream_addr(
                 .ok_or_else(|| {
                     (
                         StatusCode::BAD_GATEWAY,
+                        UpstreamError::Resolve,
                         format!("ExternalName {host} of Service {service} does not resolve"),
                     )
                 })?;
             if addr.ip().is_loopback() && !allow_loopback {
                 return Err((
                     StatusCode::BAD_GATEWAY,
+                    UpstreamError::Resolve,
                     format!(
                         "ExternalName {host} of Service {service} resolves to loopback; refused"
                     ),
@@ -310,7 +401,11 @@ async fn upstream_addr(
             }
             Ok(addr)
         }
-        Backend::Unavailable(reason) => Err((StatusCode::SERVICE_UNAVAILABLE, reason.clone())),
+        Backend::Unavailable(reason) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::NoEndpoint,
+            reason.clone(),
+        )),
     }
 }
 

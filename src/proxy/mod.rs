@@ -8,6 +8,7 @@ pub mod client_io;
 pub mod forward;
 pub mod handler;
 pub mod headers;
+pub mod observe;
 pub mod screen;
 pub mod server;
 
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use arc_swap::ArcSwap;
 
+use crate::metrics::proxy::ProxyMetrics;
 use crate::routing::table::RouteTable;
 
 /// ingress-nginx's default HSTS header.
@@ -32,6 +34,9 @@ pub struct Shared {
     pub http01: Arc<crate::acme::http01::Http01Tokens>,
     /// `Strict-Transport-Security` value for HTTPS responses of hosts with a certificate; `None`: off.
     pub hsts: Option<hyper::header::HeaderValue>,
+    pub metrics: Arc<ProxyMetrics>,
+    /// One `certgate::access` log line per request (`--access-log`).
+    pub access_log: bool,
     allow_loopback: bool,
     /// The bound HTTPS port (redirects name it when it is not 443); set once the listener is bound.
     https_port: AtomicU16,
@@ -43,6 +48,8 @@ impl Shared {
         client: client_io::ClientLimits,
         hsts: Option<hyper::header::HeaderValue>,
         allow_loopback: bool,
+        metrics: Arc<ProxyMetrics>,
+        access_log: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
             routes: ArcSwap::from_pointee(routes),
@@ -50,6 +57,8 @@ impl Shared {
             client,
             http01: Arc::default(),
             hsts,
+            metrics,
+            access_log,
             allow_loopback,
             https_port: AtomicU16::new(443),
         })

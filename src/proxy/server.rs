@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::metrics::proxy::HandshakeResult;
 use crate::proxy::Shared;
 use crate::proxy::body::{self, ProxyBody};
 use crate::proxy::client_io::{ClientIo, ClientLimits, ConnState, InFlight};
@@ -73,6 +74,8 @@ async fn run_connection<IO>(
                 let mut resp = handler::status(code, code.canonical_reason().unwrap_or(""));
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                // Counted and logged like any answered request.
+                let resp = handler::refused(&shared, resp);
                 return Ok::<_, Infallible>(resp.map(|b| finishing(b, request)));
             }
             let resp = handler::handle(shared, conn, req).await;
@@ -89,19 +92,25 @@ async fn run_connection<IO>(
 }
 
 /// The response body, marking its request finished when hyper is done with it.
-fn finishing(inner: ProxyBody, request: InFlight) -> ProxyBody {
+fn finishing<B>(inner: B, request: InFlight) -> ProxyBody
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = body::BoxError> + Send + Unpin + 'static,
+{
     body::stream(Finishing {
         inner,
         _request: request,
     })
 }
 
-struct Finishing {
-    inner: ProxyBody,
+struct Finishing<B> {
+    inner: B,
     _request: InFlight,
 }
 
-impl hyper::body::Body for Finishing {
+impl<B> hyper::body::Body for Finishing<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = body::BoxError> + Unpin,
+{
     type Data = bytes::Bytes;
     type Error = body::BoxError;
 
@@ -178,15 +187,23 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let _permit = permit;
+            let _active = shared.metrics.connection(tls.is_some());
             let Some(acceptor) = tls else {
                 return run_connection(builder, watcher, stream, shared, conn).await;
             };
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
+                    shared.metrics.tls_handshake(HandshakeResult::Success);
                     run_connection(builder, watcher, tls_stream, shared, conn).await
                 }
-                Ok(Err(error)) => debug!(%error, %remote, "TLS handshake failed"),
-                Err(_) => debug!(%remote, "TLS handshake timed out"),
+                Ok(Err(error)) => {
+                    shared.metrics.tls_handshake(HandshakeResult::Failure);
+                    debug!(%error, %remote, "TLS handshake failed")
+                }
+                Err(_) => {
+                    shared.metrics.tls_handshake(HandshakeResult::Timeout);
+                    debug!(%remote, "TLS handshake timed out")
+                }
             }
         });
     }

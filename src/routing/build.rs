@@ -289,6 +289,7 @@ fn finish_host(draft: HostDraft, host: &str, reports: &mut Vec<Report>) -> HostR
         .then_with(|| a.1.cmp(&b.1))
     });
     let mut out = HostRules {
+        name: Arc::from(host),
         routes: Vec::with_capacity(routes.len()),
         default_backend: draft.default_backend,
         tls: draft.tls,

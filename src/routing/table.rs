@@ -35,6 +35,9 @@ pub struct RouteTable {
 /// The rules of one server (a host name, a wildcard, or the catch-all).
 #[derive(Debug, Default)]
 pub struct HostRules {
+    /// The server's name as configured (`www.example.com`, `*.example.com`, `_` for the catch-all): the
+    /// `host` of metrics, bounded by the configuration whatever Host a client sends.
+    pub name: Arc<str>,
     /// Tried in order; the first match wins.
     pub routes: Vec<Route>,
     pub default_backend: Option<Arc<Target>>,
