@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let metrics = certgate::metrics::Metrics::new();
     match cli.command {
         Command::Run(args) => {
-            certgate::telemetry::init(args.common.log_format);
+            let _log = certgate::telemetry::init(args.common.log_format);
             block_on(args.common.worker_threads, async move {
                 certgate::app::standalone::run(args, metrics, shutdown_signal())
                     .await
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Controller(args) => {
-            certgate::telemetry::init(args.common.log_format);
+            let _log = certgate::telemetry::init(args.common.log_format);
             block_on(args.common.worker_threads, async move {
                 let client = kube::Client::try_default()
                     .await
