@@ -162,3 +162,132 @@ async fn no_request_fails_while_the_configuration_changes_and_the_certificate_ro
     assert!(ok > 1000, "the load ran ({ok} requests)");
     assert!(rotations >= 3, "{rotations} rotations");
 }
+
+/// Kubernetes mode: the same load while the controller renews the certificate three times (every renewal
+/// goes through the API: Secret written, watched, served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_while_the_controller_renews_the_certificate() {
+    let Some([kubeconfig]) = support::dev_cluster_env(["KUBECONFIG"]) else {
+        return;
+    };
+    let Some(netns) = support::netns::NetNs::create() else {
+        return;
+    };
+    let web = netns.backend("site");
+    let kube = kube::Client::try_default().await.expect("client");
+    support::kube::install_crds(&kube).await;
+    let ns = support::unique_name("renew");
+    let host = format!("{ns}.example.com");
+    support::kube::kubectl_apply(&[
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    ]);
+    let in_ns = |mut doc: Value| {
+        doc["metadata"]["namespace"] = json!(ns);
+        doc
+    };
+    let mut docs: Vec<Value> = route("site", &host, Some("site-tls"), web.addr.port())
+        .into_iter()
+        .map(in_ns)
+        .collect();
+    docs[1]["endpoints"] =
+        json!([{"addresses": [netns.ip.to_string()], "conditions": {"ready": true}}]);
+    docs[2]["metadata"]["annotations"] = json!({"kubernetes.io/ingress.class": "certgate"});
+    docs.extend(
+        [
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "bootstrap"},
+                   "spec": {"selfSigned": {}}}),
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "root"},
+                   "spec": {"secretName": "root-tls", "isCA": true, "commonName": "renew root",
+                            "privateKey": {"algorithm": "ECDSA"}, "issuerRef": {"name": "bootstrap"}}}),
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "ca"},
+                   "spec": {"ca": {"secretName": "root-tls"}}}),
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "site"},
+                   "spec": {"secretName": "site-tls", "dnsNames": [host], "duration": "1h", "renewBefore": "59m57s",
+                            "privateKey": {"algorithm": "ECDSA"}, "issuerRef": {"name": "ca"}}}),
+        ]
+        .map(in_ns),
+    );
+    support::kube::kubectl_apply(&docs);
+    let cg = Certgate::controller(
+        &kubeconfig,
+        &[
+            "--leader-election-namespace",
+            &ns,
+            "--leader-lease-duration",
+            "3s",
+        ],
+    );
+    let site = format!("{ns}/site");
+    cg.wait_for_event("certificate issued", "certificate", &site)
+        .await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(kube.clone(), &ns);
+    let root_pem = secrets
+        .get("root-tls")
+        .await
+        .expect("root Secret")
+        .data
+        .expect("data")["tls.crt"]
+        .0
+        .clone();
+    let ca = CertificateDer::from_pem_slice(&root_pem).expect("root PEM");
+    let url = format!("https://{host}:{}/", cg.https.port());
+    let c = client(Some(&ca));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while !c
+        .get(&url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "not served over HTTPS in time");
+        tick.tick().await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (c, url, stop) = (client(Some(&ca)), url.clone(), stop.clone());
+        let (ok, failed, failures) = (ok.clone(), failed.clone(), failures.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .push(format!("{other:?}"));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    let started = Instant::now();
+    cg.wait_for_nth_event(4, "certificate issued", "certificate", &site)
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "renewal under load (Kubernetes): {ok} requests in {:.1} s, {failed} failed, 3 renewals",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        failed,
+        0,
+        "failed requests: {:?}",
+        failures.lock().expect("failures")
+    );
+    assert!(ok > 100, "the load ran ({ok} requests)");
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube)
+        .delete(&ns, &Default::default())
+        .await
+        .expect("delete namespace");
+}
