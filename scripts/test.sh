@@ -64,7 +64,8 @@ stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 stage "helm lint + template" helm_checks
 stage "cargo build (tests)" cargo test --locked --no-run
 stage "cluster up" cluster_up
-run_tests() { cargo test --locked "$@" 2>&1 | tee "$TEST_LOG"; }
+# Every test binary runs even after one fails, so the summary line counts them all.
+run_tests() { cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$TEST_LOG"; }
 stage "cargo test" run_tests "$@"
 # The README's Kubernetes workflow, end to end on the dev cluster: ACME ClusterIssuer, routing, auth, TLS,
 # an annotated Ingress's certificate from Pebble, garbage collection.
