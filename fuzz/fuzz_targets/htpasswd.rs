@@ -5,8 +5,9 @@
 //! `Htpasswd::from_map`). Whatever parses is verified for the first users of the text, with a fixed password
 //! and with the line itself as the password.
 //!
-//! Properties: no panic; a parsed file verifies nobody for a password longer than the limit; the realm of a
-//! challenge is always a valid header value.
+//! Properties: no panic; a parsed file verifies nobody for a password longer than the limit, and verifies the
+//! first `{PLAIN}` entry of each user with exactly its password; the realm of a challenge is always a valid
+//! header value.
 
 #![no_main]
 
@@ -32,6 +33,35 @@ fuzz_target!(|data: &[u8]| {
     }
     if !affordable(text) {
         return;
+    }
+    if let Ok(htpasswd) = &file {
+        // nginx's reading of the file, written out plainly: the first line of a user wins, and the hash
+        // field ends at the next ':'.
+        let mut seen = std::collections::HashSet::new();
+        for line in text.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((user, value)) = line.split_once(':') else {
+                continue;
+            };
+            let hash = value.split(':').next().unwrap_or_default();
+            if seen.insert(user)
+                && let Some(password) = hash.strip_prefix("{PLAIN}")
+            {
+                if password.len() <= MAX_PASSWORD_LEN {
+                    assert!(
+                        htpasswd.verify(user, password),
+                        "{{PLAIN}} password refused"
+                    );
+                }
+                assert!(
+                    !htpasswd.verify(user, &format!("{password}x")),
+                    "wrong password accepted"
+                );
+            }
+        }
     }
     for htpasswd in [file.ok(), map.ok()].into_iter().flatten() {
         for line in text.lines().take(3) {

@@ -11,8 +11,10 @@
 //! The rules and annotations form one Ingress on `fuzz.example`, built by the real routing builder (regex
 //! mode included); the normalised path is resolved in the table and rewritten as the proxy does.
 //!
-//! Properties: no panic; a normal form is absolute, has no empty, `.` or `..` segment and normalises to
-//! itself without allocating; every rule matches its own path; without annotations, the built table serves
+//! Properties: no panic; `normalize` accepts exactly the paths a plain reference accepts (decode every
+//! escape, refuse `/`, `\` and NUL among them, resolve dot-segments) and its normal form means the same
+//! bytes as the reference's result once fully decoded; a normal form is absolute, has no empty, `.` or `..`
+//! segment and normalises to itself without allocating; every rule matches its own path; without annotations, the built table serves
 //! the path exactly when one of the rules matches it.
 
 #![no_main]
@@ -62,9 +64,15 @@ fuzz_target!(|data: &[u8]| {
         Ok(normal) => normal.into_owned(),
         Err(error) => {
             let _ = error.to_string();
+            assert_eq!(reference(raw), None, "{raw:?} refused: {error}");
             return;
         }
     };
+    assert_eq!(
+        reference(raw),
+        decode_all(&normal),
+        "{raw:?} normalised to {normal:?}"
+    );
     assert!(normal.starts_with('/'), "not absolute: {normal:?}");
     assert!(
         matches!(path::normalize(&normal), Ok(Cow::Borrowed(again)) if again == normal),
@@ -140,4 +148,62 @@ fn options() -> BuildOptions {
         watch_without_class: true,
         allow_loopback: true,
     }
+}
+
+/// Every `%XX` decoded, as bytes; `None` for a malformed escape.
+fn decode_all(path: &str) -> Option<Vec<u8>> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(
+                u8::from_str_radix(hex, 16)
+                    .ok()
+                    .filter(|_| !hex.starts_with('+'))?,
+            );
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The meaning of a request path, written independently of `path::normalize`: decode everything (refusing
+/// what would change the path's structure for a backend), merge slashes, resolve `.` and `..`.
+fn reference(raw: &str) -> Option<Vec<u8>> {
+    let rest = raw.strip_prefix('/')?;
+    if raw.contains('\\') || raw.contains('\0') {
+        return None;
+    }
+    // An escape that decodes to '/' would add a segment; '\\' and NUL are refused too.
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut trailing_slash = true;
+    for raw_segment in rest.split('/') {
+        let segment = decode_all(raw_segment)?;
+        if segment.iter().any(|&b| matches!(b, b'/' | b'\\' | 0)) {
+            return None;
+        }
+        match segment.as_slice() {
+            b"" | b"." => trailing_slash = true,
+            b".." => {
+                segments.pop()?;
+                trailing_slash = true;
+            }
+            _ => {
+                segments.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = b"/".to_vec();
+    out.extend(segments.join(&b'/'));
+    if trailing_slash && !segments.is_empty() {
+        out.push(b'/');
+    }
+    Some(out)
 }
