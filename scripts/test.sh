@@ -2,8 +2,17 @@
 # The one test command: installs or builds what the tests need, starts the real services, checks formatting
 # and lints, runs every test, stops the services again, and prints how long each stage took.
 #
-#   scripts/test.sh [extra cargo test args]
+#   scripts/test.sh [--extended] [extra cargo test args]
+#
+# Extended mode (`--extended`, or CERTGATE_EXTENDED=1) adds a last stage: scripts/fuzz.sh, every fuzz target
+# for CERTGATE_FUZZ_SECONDS (default 30) seconds each. It needs the nightly toolchain; CI runs without it.
 set -euo pipefail
+
+EXTENDED=${CERTGATE_EXTENDED:-0}
+if [ "${1:-}" = "--extended" ]; then
+  EXTENDED=1
+  shift
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -72,3 +81,6 @@ stage "cargo test" run_tests "$@"
 stage "cluster walkthrough" examples/cluster/run.sh
 # The README's first command, end to end: the quick start on a fresh build.
 stage "quickstart check" examples/quickstart/check.sh
+if [ "$EXTENDED" = 1 ]; then
+  stage "fuzz (${CERTGATE_FUZZ_SECONDS:-30} s per target)" scripts/fuzz.sh "${CERTGATE_FUZZ_SECONDS:-30}"
+fi

@@ -3,6 +3,8 @@
 #
 #   scripts/tools.sh          install Debian packages, build the Go tools (cached by version)
 #   scripts/tools.sh bindir   print the directory holding the built Go tools
+#   scripts/tools.sh fuzz     build cargo-fuzz (cached by version; used by scripts/fuzz.sh only, so the default
+#                             install and the CI run do not pay for it)
 #
 # Debian packages: etcd-server, pebble (+ challtestsrv), nginx-light, wrk, h2load, htpasswd, openssl, curl,
 # iproute2, certbot. Go tools, built from the published modules and cached under $CERTGATE_TOOLS_CACHE by
@@ -12,6 +14,7 @@ set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.36.3}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+CARGO_FUZZ_VERSION=${CARGO_FUZZ_VERSION:-0.13.2}
 CACHE=${CERTGATE_TOOLS_CACHE:-$HOME/.cache/certgate/tools}
 BIN="$CACHE/bin"
 
@@ -83,6 +86,20 @@ helm_binary() {
   touch "$stamp"
 }
 
+# cargo-fuzz from crates.io, built once per version into the same cache. It drives libFuzzer, which needs a
+# nightly toolchain (-Z sanitizer); the toolchain itself is the machine's, not installed here.
+cargo_fuzz_binary() {
+  local stamp="$BIN/.cargo-fuzz-$CARGO_FUZZ_VERSION"
+  if [ -f "$stamp" ] && [ -x "$BIN/cargo-fuzz" ]; then
+    log "cargo-fuzz $CARGO_FUZZ_VERSION: cached in $BIN"
+    return
+  fi
+  log "cargo-fuzz $CARGO_FUZZ_VERSION: building (about a minute, once)"
+  mkdir -p "$BIN"
+  cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION" --root "$CACHE" --force
+  touch "$stamp"
+}
+
 case "${1:-install}" in
   bindir) echo "$BIN" ;;
   install)
@@ -90,5 +107,6 @@ case "${1:-install}" in
     kube_binaries
     helm_binary
     ;;
-  *) echo "usage: $0 [install|bindir]" >&2; exit 2 ;;
+  fuzz) cargo_fuzz_binary ;;
+  *) echo "usage: $0 [install|bindir|fuzz]" >&2; exit 2 ;;
 esac

@@ -188,6 +188,10 @@ pub fn load_text(file: &str, text: &str, loaded: &mut Loaded) -> bool {
                 .location()
                 .map(|l| format!(":{}", l.line()))
                 .unwrap_or_default();
+            // SECURITY: the parser's own rendering quotes the lines around the error, which in a Secret
+            // manifest are its data (keys, htpasswd lines), and problems are logged: keep the position and
+            // the parser's description only.
+            let e = e.without_snippet();
             loaded
                 .problems
                 .push(format!("{file}{at}: not valid YAML: {e}"));
@@ -342,6 +346,25 @@ mod tests {
             "{}",
             l.problems[0]
         );
+    }
+
+    #[test]
+    fn invalid_yaml_in_a_secret_never_quotes_its_data() {
+        // Seen in the manifest fuzz target's output: the parser's rendering quoted the lines around the
+        // error, here a base64 key and an htpasswd line (also in fuzz/corpus/manifest).
+        for (text, expected) in [
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata:\n  tls.key: \"LS0tLS1CRUdJTiBQUklWQVRF\n",
+                "test.yaml:5: not valid YAML: unclosed quote at line 5, column 12",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData:\n  auth: 'alice:{PLAIN}hunter2'\n  auth: again\n",
+                "test.yaml:6: not valid YAML: duplicate mapping key: auth, set DuplicateKeyPolicy in Options if \
+                 acceptable at line 6, column 3",
+            ),
+        ] {
+            assert_eq!(load(text).problems, [expected]);
+        }
     }
 
     #[test]
