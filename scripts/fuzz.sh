@@ -72,12 +72,14 @@ for target in "${TARGETS[@]}"; do
     tail -n 40 "$LOGS/$target.log" >&2
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOGS/$target.log" | tail -n 1)
+  # libFuzzer's own count of fuzzing seconds; the wall time also holds the build and the corpus load.
+  fuzzed=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$LOGS/$target.log" | tail -n 1)
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$LOGS/$target.log" | tail -n 1)
-  ROWS+=("$(printf '%-12s %12s %6ss %8s %7s MB  %s' "$target" "${runs:-?}" $((SECONDS - start)) \
-    "$(find "$work" -type f | wc -l)" "${rss:-?}" "$status")")
+  ROWS+=("$(printf '%-12s %12s %6ss %6ss %8s %7s MB  %s' "$target" "${runs:-?}" "${fuzzed:-?}" \
+    $((SECONDS - start)) "$(find "$work" -type f | wc -l)" "${rss:-?}" "$status")")
 done
 
-printf '\n%-12s %12s %7s %8s %10s  %s\n' target executions time corpus "peak RSS" result
+printf '\n%-12s %12s %7s %7s %8s %10s  %s\n' target executions fuzzed wall corpus "peak RSS" result
 printf '%s\n' "${ROWS[@]}"
 printf '\nlogs in %s; crashing inputs in fuzz/artifacts/TARGET/\n' "$LOGS"
 if [ "$failed" = 1 ]; then
