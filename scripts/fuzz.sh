@@ -67,7 +67,7 @@ for target in "${TARGETS[@]}"; do
   status=ok
   # New inputs go to the first directory ($work); the seeds are only read.
   if ! cargo +nightly fuzz run "$target" "$work" "$seeds" -- "${args[@]}" >"$LOGS/$target.log" 2>&1; then
-    status=CRASH
+    status=FAILED
     failed=1
     tail -n 40 "$LOGS/$target.log" >&2
   fi
@@ -83,6 +83,6 @@ printf '\n%-12s %12s %7s %7s %8s %10s  %s\n' target executions fuzzed wall corpu
 printf '%s\n' "${ROWS[@]}"
 printf '\nlogs in %s; crashing inputs in fuzz/artifacts/TARGET/\n' "$LOGS"
 if [ "$failed" = 1 ]; then
-  log "a target crashed: reproduce with: cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/FILE"
+  log "a target failed (crash, timeout, memory or build; see its log); reproduce a crash with: cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/FILE"
   exit 1
 fi
