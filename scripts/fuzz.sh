@@ -67,20 +67,22 @@ for target in "${TARGETS[@]}"; do
   status=ok
   # New inputs go to the first directory ($work); the seeds are only read.
   if ! cargo +nightly fuzz run "$target" "$work" "$seeds" -- "${args[@]}" >"$LOGS/$target.log" 2>&1; then
-    status=CRASH
+    status=FAILED
     failed=1
     tail -n 40 "$LOGS/$target.log" >&2
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOGS/$target.log" | tail -n 1)
+  # libFuzzer's own count of fuzzing seconds; the wall time also holds the build and the corpus load.
+  fuzzed=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$LOGS/$target.log" | tail -n 1)
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$LOGS/$target.log" | tail -n 1)
-  ROWS+=("$(printf '%-12s %12s %6ss %8s %7s MB  %s' "$target" "${runs:-?}" $((SECONDS - start)) \
-    "$(find "$work" -type f | wc -l)" "${rss:-?}" "$status")")
+  ROWS+=("$(printf '%-12s %12s %6ss %6ss %8s %7s MB  %s' "$target" "${runs:-?}" "${fuzzed:-?}" \
+    $((SECONDS - start)) "$(find "$work" -type f | wc -l)" "${rss:-?}" "$status")")
 done
 
-printf '\n%-12s %12s %7s %8s %10s  %s\n' target executions time corpus "peak RSS" result
+printf '\n%-12s %12s %7s %7s %8s %10s  %s\n' target executions fuzzed wall corpus "peak RSS" result
 printf '%s\n' "${ROWS[@]}"
 printf '\nlogs in %s; crashing inputs in fuzz/artifacts/TARGET/\n' "$LOGS"
 if [ "$failed" = 1 ]; then
-  log "a target crashed: reproduce with: cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/FILE"
+  log "a target failed (crash, timeout, memory or build; see its log); reproduce a crash with: cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/FILE"
   exit 1
 fi
