@@ -176,7 +176,12 @@ async fn the_proxy_serves_through_an_apiserver_restart_and_nothing_is_issued_twi
     assert_eq!(failed, 0, "{:?}", failures.lock().expect("failures"));
     assert!(served_during_restart > 50, "load ran through the restart");
     // The certificate was valid all along: issued once, and the Secret is the same.
-    assert_eq!(cg.count_logs("\"certificate issued\""), 1);
+    assert_eq!(
+        cg.count_logs("\"certificate issued\""),
+        1,
+        "why it was issued: {:?}",
+        cg.logs_containing("\"issuing\"")
+    );
     let crt_after = secrets
         .get("web-tls")
         .await
