@@ -618,7 +618,8 @@ async fn slowloris_connections_time_out_without_starving_other_clients() {
             String::from_utf8_lossy(&got)
         );
         assert!(
-            open_for >= Duration::from_secs(1) && open_for < Duration::from_secs(3),
+            // The server's timer starts at accept, which can precede this side's stopwatch by a few ms.
+            open_for >= Duration::from_millis(950) && open_for < Duration::from_secs(3),
             "closed after {open_for:?}, expected 1 s (the header timeout)"
         );
     }
