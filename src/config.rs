@@ -7,9 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Secret;
 use rustls::sign::CertifiedKey;
 
 use crate::routing::build::{self, BuildOptions, Report};
+use crate::routing::builder::RouteBuilder;
 use crate::routing::table::RouteTable;
 use crate::tls::{self, CertTable};
 use crate::world::{ObjectKey, World};
@@ -27,15 +29,17 @@ pub struct Snapshot {
 }
 
 pub struct ConfigBuilder {
-    options: BuildOptions,
+    /// Keeps the routing table between builds, so a change redoes only what it touches.
+    routes: RouteBuilder,
     /// Served when no SNI name matches: `--default-ssl-certificate`'s Secret when it loads, else generated.
     default_cert: Arc<CertifiedKey>,
     default_secret: Option<ObjectKey>,
     last_good: HashMap<ObjectKey, LastGood>,
 }
 
-/// The bytes a Secret had when it last loaded, and the certificate they gave.
+/// The Secret (and its bytes) when it last loaded, and the certificate they gave.
 struct LastGood {
+    secret: Arc<Secret>,
     crt: Vec<u8>,
     key: Vec<u8>,
     cert: Arc<CertifiedKey>,
@@ -48,7 +52,7 @@ impl ConfigBuilder {
         default_secret: Option<ObjectKey>,
     ) -> Self {
         Self {
-            options,
+            routes: RouteBuilder::new(options),
             default_cert,
             default_secret,
             last_good: HashMap::new(),
@@ -56,7 +60,7 @@ impl ConfigBuilder {
     }
 
     pub fn build(&mut self, world: &World) -> Snapshot {
-        let built = build::build(world, &self.options);
+        let built = self.routes.build(world);
         let mut reports = built.reports;
         let default_cert = match self.default_secret.clone() {
             None => self.default_cert.clone(),
@@ -113,20 +117,28 @@ impl ConfigBuilder {
 
     fn certificate(&mut self, world: &World, key: &ObjectKey) -> Result<Arc<CertifiedKey>, String> {
         let secret = world.secrets.get(key).ok_or("not found")?;
+        // The same object as last time (sources share unchanged objects): nothing to compare or parse.
+        if let Some(good) = self.last_good.get(key)
+            && Arc::ptr_eq(&good.secret, secret)
+        {
+            return Ok(good.cert.clone());
+        }
         let data = build::secret_data(secret);
         let (Some(crt), Some(tls_key)) = (data.get(TLS_CRT), data.get(TLS_KEY)) else {
             return Err(format!("needs both {TLS_CRT} and {TLS_KEY}"));
         };
-        if let Some(good) = self.last_good.get(key)
+        if let Some(good) = self.last_good.get_mut(key)
             && good.crt == *crt
             && good.key == *tls_key
         {
+            good.secret = secret.clone();
             return Ok(good.cert.clone());
         }
         let loaded = tls::keypair::load(crt, tls_key).map_err(|e| e.to_string())?;
         self.last_good.insert(
             key.clone(),
             LastGood {
+                secret: secret.clone(),
                 crt: crt.clone(),
                 key: tls_key.clone(),
                 cert: loaded.certified.clone(),

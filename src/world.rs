@@ -3,7 +3,7 @@
 //! Sources (kube-runtime reflectors, the manifest directory) produce a `World`; the pure builders (routes,
 //! certificates) read it. Nothing here knows which source is in use, and nothing here does I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -71,23 +71,6 @@ pub struct World {
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-impl World {
-    /// EndpointSlices grouped by the Service they belong to: built once per configuration build, so
-    /// resolving many backends stays linear in the number of objects.
-    pub fn slices_by_service(&self) -> HashMap<ObjectKey, Vec<&EndpointSlice>> {
-        let mut index: HashMap<ObjectKey, Vec<&EndpointSlice>> = HashMap::new();
-        for (key, slice) in &self.endpoint_slices {
-            if let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) {
-                index
-                    .entry(ObjectKey::new(key.namespace.clone(), service.clone()))
-                    .or_default()
-                    .push(slice);
-            }
-        }
-        index
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,24 +1,25 @@
-//! World → routing table: the pure configuration builder.
+//! World → routing table, the pure parts: one Ingress compiled on its own (`compile`), and the Ingresses that
+//! add to one server merged (`merge_server`). `builder::RouteBuilder` puts them together.
 //!
-//! Ingresses are taken oldest first (creationTimestamp, then namespace/name), so every conflict — the same
+//! Ingresses are merged oldest first (creationTimestamp, then namespace/name), so every conflict — the same
 //! host and path in two Ingresses, a host's default backend, its TLS Secret — is won by the oldest, and the
 //! result is the same whatever order the objects arrived in. Every decision a user should know about is
 //! returned as a `Report`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use kube::ResourceExt;
 use regex::RegexBuilder;
 
 use crate::annotations::{self, AuthSecretType, BasicAuth, BodySize};
 use crate::auth::htpasswd::Htpasswd;
+use crate::routing::backends::{self, Backends};
+use crate::routing::builder::RouteBuilder;
 use crate::routing::path::{self, PathType};
-use crate::routing::table::{Auth, Backend, HostRules, Matcher, Policy, Route, RouteTable, Target};
+use crate::routing::table::{Auth, HostRules, Matcher, Policy, Route, RouteTable, Target};
 use crate::world::{ObjectKey, World};
 
 /// The legacy annotation naming an Ingress's class.
@@ -62,6 +63,195 @@ pub struct Built {
     pub served: Vec<ObjectKey>,
 }
 
+/// Build the routing table of a world from scratch (a `RouteBuilder` keeps what it built, to apply the
+/// next change incrementally).
+pub fn build(world: &World, opts: &BuildOptions) -> Built {
+    RouteBuilder::new(opts.clone()).build(world)
+}
+
+/// A server's name: a host (`www.example.com`, `*.example.com`), or `None` for the catch-all server of
+/// host-less rules and rule-less default backends.
+pub type ServerName = Option<String>;
+
+/// One served Ingress on its own: what it adds to each server, what it reported, and what it read. The
+/// routing table is these merged server by server, oldest Ingress first, so a change recompiles only the
+/// Ingresses it touches and re-merges only their servers.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub reports: Vec<Report>,
+    pub tls_hosts: Vec<TlsHost>,
+    pub servers: BTreeMap<ServerName, Contribution>,
+    /// The Services its backends name (found or not) and the Secret its basic auth names: a change to
+    /// one of them recompiles it.
+    pub services: BTreeSet<ObjectKey>,
+    pub secrets: BTreeSet<ObjectKey>,
+}
+
+/// What one Ingress adds to one server.
+#[derive(Debug, Default)]
+pub struct Contribution {
+    /// The host is in the Ingress's `spec.tls`.
+    pub tls: bool,
+    pub default_backend: Option<Arc<Target>>,
+    /// In the order the Ingress lists them; of two equal paths the first wins, as the older Ingress does.
+    pub routes: Vec<(PathType, String, Arc<Target>)>,
+    /// `use-regex` or `rewrite-target`: the whole server switches to regex mode.
+    pub regex: bool,
+}
+
+/// Compile one Ingress that this instance serves.
+pub fn compile(
+    key: &ObjectKey,
+    ing: &Ingress,
+    secrets: &BTreeMap<ObjectKey, Arc<Secret>>,
+    inputs: &backends::Inputs<'_>,
+    backends: &mut Backends,
+) -> Compiled {
+    let mut out = Compiled::default();
+    let mut reports = Vec::new();
+    let mut report = |warning, reason, message: String| {
+        reports.push(Report {
+            object: key.clone(),
+            warning,
+            reason,
+            message,
+        })
+    };
+    let parsed = annotations::parse(ing.annotations(), &key.namespace);
+    for name in &parsed.unsupported {
+        report(
+            true,
+            "UnsupportedAnnotation",
+            format!("annotation {name} is not supported by certgate and is ignored"),
+        );
+    }
+    for name in &parsed.refused {
+        report(
+            true,
+            "RefusedAnnotation",
+            format!("annotation {name} is refused: certgate never injects configuration snippets"),
+        );
+    }
+    if let Some(auth) = &parsed.settings.auth {
+        out.secrets.insert(auth.secret.clone());
+    }
+    let policy = if parsed.invalid.is_empty() {
+        Ok(policy_for(secrets, &parsed.settings, &mut report))
+    } else {
+        let reason = parsed
+            .invalid
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        report(
+            true,
+            "InvalidAnnotation",
+            format!("paths not served: {reason}"),
+        );
+        Err(reason)
+    };
+    let regex = parsed.settings.use_regex || parsed.settings.rewrite_target.is_some();
+    let services = &mut out.services;
+    let mut target = |backend: &IngressBackend,
+                      report: &mut dyn FnMut(bool, &'static str, String)| {
+        let (backend, service) = backends.resolve(inputs, &key.namespace, backend, report);
+        services.extend(service);
+        Arc::new(Target {
+            ingress: key.clone(),
+            backend,
+            policy: policy.clone(),
+        })
+    };
+
+    let Some(spec) = &ing.spec else {
+        report(true, "InvalidIngress", "Ingress has no spec".into());
+        out.reports = reports;
+        return out;
+    };
+    let mut servers: BTreeMap<ServerName, Contribution> = BTreeMap::new();
+    for tls in spec.tls.iter().flatten() {
+        for host in tls.hosts.iter().flatten() {
+            let host = normalize_rule_host(host);
+            servers.entry(Some(host.clone())).or_default().tls = true;
+            match &tls.secret_name {
+                Some(secret) => out.tls_hosts.push(TlsHost {
+                    host,
+                    secret: ObjectKey::new(key.namespace.clone(), secret.clone()),
+                    ingress: key.clone(),
+                }),
+                None => report(
+                    true,
+                    "InvalidTLS",
+                    format!("spec.tls entry for {host} has no secretName"),
+                ),
+            }
+        }
+    }
+
+    let default_backend = spec
+        .default_backend
+        .as_ref()
+        .map(|b| target(b, &mut report));
+    let rules = spec.rules.as_deref().unwrap_or_default();
+    if rules.is_empty()
+        && let Some(default) = &default_backend
+    {
+        servers.entry(None).or_default().default_backend = Some(default.clone());
+    }
+    for rule in rules {
+        let name = rule
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .map(normalize_rule_host);
+        let host_label = name
+            .clone()
+            .unwrap_or_else(|| "the catch-all server".to_owned());
+        let server = servers.entry(name).or_default();
+        server.regex = regex;
+        if default_backend.is_some() {
+            server.default_backend = default_backend.clone();
+        }
+        for p in rule.http.iter().flat_map(|h| &h.paths) {
+            // ImplementationSpecific matches as Prefix does (element-wise), so it is stored as Prefix.
+            let path_type = match p.path_type.as_str() {
+                "Exact" => PathType::Exact,
+                "Prefix" | "ImplementationSpecific" | "" => PathType::Prefix,
+                other => {
+                    report(
+                        true,
+                        "InvalidPath",
+                        format!(
+                            "path {:?} on {host_label}: unknown pathType {other:?}",
+                            p.path
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let path = p
+                .path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                report(
+                    true,
+                    "InvalidPath",
+                    format!("path {path:?} on {host_label} does not start with '/'"),
+                );
+                continue;
+            }
+            let t = target(&p.backend, &mut report);
+            server.routes.push((path_type, path, t));
+        }
+    }
+    out.servers = servers;
+    out.reports = reports;
+    out
+}
+
 /// A server being assembled.
 #[derive(Default)]
 struct HostDraft {
@@ -71,200 +261,59 @@ struct HostDraft {
     tls: bool,
 }
 
-pub fn build(world: &World, opts: &BuildOptions) -> Built {
-    let mut out = Built::default();
-    let mut backends = BackendCache::new(world, opts);
-    let mut ingresses: Vec<(&ObjectKey, &Ingress)> = world
-        .ingresses
-        .iter()
-        .map(|(k, i)| (k, i.as_ref()))
-        .filter(|(_, ing)| class_matches(world, ing, opts))
-        .collect();
-    ingresses.sort_by(|(ka, a), (kb, b)| {
-        let ts = |i: &Ingress| i.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        ts(a).cmp(&ts(b)).then_with(|| ka.cmp(kb))
-    });
-
-    let mut hosts: BTreeMap<String, HostDraft> = BTreeMap::new();
-    let mut catch_all = HostDraft::default();
-
-    for (key, ing) in ingresses {
-        out.served.push(key.clone());
+/// Merge what the Ingresses add to one server, oldest first: the first to claim a path or the default
+/// backend keeps it, and each later claim is reported on its Ingress.
+pub fn merge_server<'a>(
+    name: &ServerName,
+    contributions: impl IntoIterator<Item = (&'a ObjectKey, &'a Contribution)>,
+) -> (HostRules, Vec<Report>) {
+    let label = name.as_deref().unwrap_or("the catch-all server");
+    let mut draft = HostDraft::default();
+    let mut reports = Vec::new();
+    for (key, c) in contributions {
         let mut report = |warning, reason, message: String| {
-            out.reports.push(Report {
+            reports.push(Report {
                 object: key.clone(),
                 warning,
                 reason,
                 message,
             })
         };
-        let parsed = annotations::parse(ing.annotations(), &key.namespace);
-        for name in &parsed.unsupported {
-            report(
-                true,
-                "UnsupportedAnnotation",
-                format!("annotation {name} is not supported by certgate and is ignored"),
-            );
-        }
-        for name in &parsed.refused {
-            report(
-                true,
-                "RefusedAnnotation",
-                format!(
-                    "annotation {name} is refused: certgate never injects configuration snippets"
+        draft.tls |= c.tls;
+        if let Some(default) = &c.default_backend {
+            match &draft.default_backend {
+                None => draft.default_backend = Some(default.clone()),
+                Some(older) if older.ingress != default.ingress => report(
+                    true,
+                    "DefaultBackendConflict",
+                    format!(
+                        "the default backend of {label} is set by the older Ingress {}; this one is ignored",
+                        older.ingress
+                    ),
                 ),
-            );
+                Some(_) => {}
+            }
         }
-        let policy = if parsed.invalid.is_empty() {
-            Ok(policy_for(world, &parsed.settings, &mut report))
-        } else {
-            let reason = parsed
-                .invalid
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            report(
-                true,
-                "InvalidAnnotation",
-                format!("paths not served: {reason}"),
-            );
-            Err(reason)
-        };
-        let regex_mode = parsed.settings.use_regex || parsed.settings.rewrite_target.is_some();
-        let mut target =
-            |backend: &IngressBackend, report: &mut dyn FnMut(bool, &'static str, String)| {
-                Arc::new(Target {
-                    ingress: key.clone(),
-                    backend: backends.resolve(&key.namespace, backend, report),
-                    policy: policy.clone(),
-                })
-            };
-
-        let Some(spec) = &ing.spec else {
-            report(true, "InvalidIngress", "Ingress has no spec".into());
-            continue;
-        };
-        for tls in spec.tls.iter().flatten() {
-            for host in tls.hosts.iter().flatten() {
-                let host = normalize_rule_host(host);
-                hosts.entry(host.clone()).or_default().tls = true;
-                match &tls.secret_name {
-                    Some(secret) => out.tls_hosts.push(TlsHost {
-                        host,
-                        secret: ObjectKey::new(key.namespace.clone(), secret.clone()),
-                        ingress: key.clone(),
-                    }),
-                    None => report(
-                        true,
-                        "InvalidTLS",
-                        format!("spec.tls entry for {host} has no secretName"),
+        for (path_type, path, target) in &c.routes {
+            match draft.routes.get(&(*path_type, path.clone())) {
+                Some((older, _)) => report(
+                    true,
+                    "PathConflict",
+                    format!(
+                        "path {path} on {label} is already served by the older Ingress {}; this one is ignored",
+                        older.ingress
                     ),
-                }
-            }
-        }
-
-        let default_backend = spec
-            .default_backend
-            .as_ref()
-            .map(|b| target(b, &mut report));
-        let rules = spec.rules.as_deref().unwrap_or_default();
-        if rules.is_empty()
-            && let Some(default) = &default_backend
-        {
-            set_default(&mut catch_all, default, "the catch-all server", &mut report);
-        }
-        for rule in rules {
-            let (draft, host_label) = match rule.host.as_deref().filter(|h| !h.is_empty()) {
-                Some(h) => {
-                    let h = normalize_rule_host(h);
-                    (hosts.entry(h.clone()).or_default(), h)
-                }
-                None => (&mut catch_all, "the catch-all server".to_owned()),
-            };
-            if let Some(default) = &default_backend {
-                set_default(draft, default, &host_label, &mut report);
-            }
-            for p in rule.http.iter().flat_map(|h| &h.paths) {
-                // ImplementationSpecific matches as Prefix does (element-wise), so it is stored as Prefix.
-                let path_type = match p.path_type.as_str() {
-                    "Exact" => PathType::Exact,
-                    "Prefix" | "ImplementationSpecific" | "" => PathType::Prefix,
-                    other => {
-                        report(
-                            true,
-                            "InvalidPath",
-                            format!(
-                                "path {:?} on {host_label}: unknown pathType {other:?}",
-                                p.path
-                            ),
-                        );
-                        continue;
-                    }
-                };
-                let path = p
-                    .path
-                    .clone()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "/".into());
-                if !path.starts_with('/') {
-                    report(
-                        true,
-                        "InvalidPath",
-                        format!("path {path:?} on {host_label} does not start with '/'"),
-                    );
-                    continue;
-                }
-                match draft.routes.get(&(path_type, path.clone())) {
-                    Some((older, _)) => report(
-                        true,
-                        "PathConflict",
-                        format!(
-                            "path {path} on {host_label} is already served by the older Ingress {}; this one is ignored",
-                            older.ingress
-                        ),
-                    ),
-                    None => {
-                        let t = target(&p.backend, &mut report);
-                        draft.routes.insert((path_type, path), (t, regex_mode));
-                    }
+                ),
+                None => {
+                    draft
+                        .routes
+                        .insert((*path_type, path.clone()), (target.clone(), c.regex));
                 }
             }
         }
     }
-
-    let mut exact = HashMap::new();
-    let mut wildcard = HashMap::new();
-    for (host, draft) in hosts {
-        let rules = Arc::new(finish_host(draft, &host, &mut out.reports));
-        match host.strip_prefix("*.") {
-            Some(parent) => wildcard.insert(parent.to_owned(), rules),
-            None => exact.insert(host, rules),
-        };
-    }
-    let catch_all = Arc::new(finish_host(catch_all, "_", &mut out.reports));
-    out.table = RouteTable::new(exact, wildcard, catch_all);
-    out
-}
-
-fn set_default(
-    draft: &mut HostDraft,
-    default: &Arc<Target>,
-    host: &str,
-    report: &mut impl FnMut(bool, &'static str, String),
-) {
-    match &draft.default_backend {
-        None => draft.default_backend = Some(default.clone()),
-        Some(older) if older.ingress != default.ingress => report(
-            true,
-            "DefaultBackendConflict",
-            format!(
-                "the default backend of {host} is set by the older Ingress {}; this one is ignored",
-                older.ingress
-            ),
-        ),
-        Some(_) => {}
-    }
+    let rules = finish_host(draft, name.as_deref().unwrap_or("_"), &mut reports);
+    (rules, reports)
 }
 
 /// Order a server's routes: in regex mode (any route asked for it) every non-Exact path becomes a
@@ -329,7 +378,7 @@ fn normalize_rule_host(host: &str) -> String {
 
 /// ingress-nginx's class selection: `spec.ingressClassName` naming an IngressClass of our controller; else
 /// the legacy annotation equal to our class; else only when serving Ingresses without a class.
-fn class_matches(world: &World, ing: &Ingress, opts: &BuildOptions) -> bool {
+pub fn class_matches(world: &World, ing: &Ingress, opts: &BuildOptions) -> bool {
     if let Some(class) = ing
         .spec
         .as_ref()
@@ -348,14 +397,14 @@ fn class_matches(world: &World, ing: &Ingress, opts: &BuildOptions) -> bool {
 }
 
 fn policy_for(
-    world: &World,
+    secrets: &BTreeMap<ObjectKey, Arc<Secret>>,
     s: &annotations::IngressSettings,
     report: &mut impl FnMut(bool, &'static str, String),
 ) -> Policy {
     let defaults = Policy::default();
     Policy {
         rewrite_target: s.rewrite_target.clone(),
-        auth: s.auth.as_ref().map(|a| auth_for(world, a, report)),
+        auth: s.auth.as_ref().map(|a| auth_for(secrets, a, report)),
         // On by default; the data plane redirects only for hosts with a TLS section.
         ssl_redirect: s.ssl_redirect.unwrap_or(true),
         force_ssl_redirect: s.force_ssl_redirect,
@@ -372,11 +421,11 @@ fn policy_for(
 }
 
 fn auth_for(
-    world: &World,
+    secrets: &BTreeMap<ObjectKey, Arc<Secret>>,
     a: &BasicAuth,
     report: &mut impl FnMut(bool, &'static str, String),
 ) -> Auth {
-    let users = match world.secrets.get(&a.secret) {
+    let users = match secrets.get(&a.secret) {
         None => Err(format!("auth Secret {} not found", a.secret)),
         Some(secret) => {
             load_users(secret, a.secret_type).map_err(|e| format!("auth Secret {}: {e}", a.secret))
@@ -431,169 +480,6 @@ pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         out.insert(k.clone(), v.clone().into_bytes());
     }
     out
-}
-
-/// A report not yet tied to an Ingress: (warning, reason, message).
-type ReportLine = (bool, &'static str, String);
-
-/// Backends resolved once per build and shared by every route that names the same Service port: one
-/// round-robin position per upstream (as nginx has one upstream block per Service port), and a build that
-/// stays linear with thousands of Ingresses on a few Services.
-struct BackendCache<'w> {
-    world: &'w World,
-    opts: &'w BuildOptions,
-    slices: HashMap<ObjectKey, Vec<&'w EndpointSlice>>,
-    /// namespace/service:port → the backend and the reports its resolution made.
-    memo: HashMap<String, (Arc<Backend>, Vec<ReportLine>)>,
-}
-
-impl<'w> BackendCache<'w> {
-    fn new(world: &'w World, opts: &'w BuildOptions) -> Self {
-        Self {
-            world,
-            opts,
-            slices: world.slices_by_service(),
-            memo: HashMap::new(),
-        }
-    }
-
-    fn resolve(
-        &mut self,
-        namespace: &str,
-        backend: &IngressBackend,
-        report: &mut dyn FnMut(bool, &'static str, String),
-    ) -> Arc<Backend> {
-        let key = match &backend.service {
-            Some(s) => {
-                let port = s.port.as_ref();
-                let number = port.and_then(|p| p.number).map(|n| n.to_string());
-                let name = port.and_then(|p| p.name.clone());
-                format!(
-                    "{namespace}/{}:{}:{}",
-                    s.name,
-                    number.unwrap_or_default(),
-                    name.unwrap_or_default()
-                )
-            }
-            None => format!("{namespace}/resource"),
-        };
-        let (world, opts, slices) = (self.world, self.opts, &self.slices);
-        let (resolved, made) = self.memo.entry(key).or_insert_with(|| {
-            let mut made = Vec::new();
-            let mut record = |w, r, m| made.push((w, r, m));
-            let resolved = resolve_backend(world, slices, namespace, backend, opts, &mut record);
-            (Arc::new(resolved), made)
-        });
-        for (warning, reason, message) in made.iter() {
-            report(*warning, reason, message.clone());
-        }
-        resolved.clone()
-    }
-}
-
-fn resolve_backend(
-    world: &World,
-    slices: &HashMap<ObjectKey, Vec<&EndpointSlice>>,
-    namespace: &str,
-    backend: &IngressBackend,
-    opts: &BuildOptions,
-    report: &mut dyn FnMut(bool, &'static str, String),
-) -> Backend {
-    let Some(svc_ref) = &backend.service else {
-        let msg =
-            "resource backends are not supported by certgate; use a Service backend".to_owned();
-        report(true, "UnsupportedBackend", msg.clone());
-        return Backend::Unavailable(msg);
-    };
-    let key = ObjectKey::new(namespace, svc_ref.name.clone());
-    let Some(service) = world.services.get(&key) else {
-        return Backend::Unavailable(format!("Service {key} not found"));
-    };
-    let port_ref = svc_ref.port.as_ref();
-    let spec = service.spec.as_ref();
-    let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
-    let service_port = ports.iter().find(|p| match port_ref {
-        Some(r) => {
-            r.number.is_some_and(|n| n == p.port)
-                || r.name
-                    .as_deref()
-                    .is_some_and(|n| p.name.as_deref() == Some(n))
-        }
-        None => ports.len() == 1,
-    });
-
-    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-        let host = spec
-            .and_then(|s| s.external_name.clone())
-            .unwrap_or_default();
-        let port = port_ref
-            .and_then(|r| r.number)
-            .or(service_port.map(|p| p.port));
-        let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
-            return Backend::Unavailable(format!(
-                "ExternalName Service {key} has no port matching the Ingress backend"
-            ));
-        };
-        if host.is_empty() {
-            return Backend::Unavailable(format!("ExternalName Service {key} has no externalName"));
-        }
-        if !opts.allow_loopback && is_loopback_name(&host) {
-            let msg = format!("ExternalName Service {key} points at loopback ({host}); refused");
-            report(true, "LoopbackRefused", msg.clone());
-            return Backend::Unavailable(msg);
-        }
-        return Backend::ExternalName {
-            service: key,
-            host,
-            port,
-        };
-    }
-
-    let Some(service_port) = service_port else {
-        return Backend::Unavailable(format!(
-            "Service {key} has no port matching the Ingress backend"
-        ));
-    };
-    let port_name = service_port.name.clone().unwrap_or_default();
-    let mut addrs = BTreeSet::new();
-    for slice in slices.get(&key).into_iter().flatten() {
-        let Some(port) = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.clone().unwrap_or_default() == port_name)
-            .and_then(|p| p.port)
-            .and_then(|p| u16::try_from(p).ok())
-        else {
-            continue;
-        };
-        for ep in slice.endpoints.iter().flatten() {
-            // Per the EndpointSlice API, an unknown readiness (nil) is to be taken as ready.
-            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                continue;
-            }
-            for addr in &ep.addresses {
-                let Ok(ip) = addr.parse::<IpAddr>() else {
-                    continue;
-                };
-                if ip.is_loopback() && !opts.allow_loopback {
-                    continue;
-                }
-                addrs.insert(SocketAddr::new(ip, port));
-            }
-        }
-    }
-    if addrs.is_empty() {
-        return Backend::Unavailable(format!("Service {key} has no ready endpoints"));
-    }
-    Backend::endpoints(key, addrs.into_iter().collect())
-}
-
-fn is_loopback_name(host: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    h == "localhost"
-        || h.ends_with(".localhost")
-        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::routing::table::Resolved;
+use crate::routing::table::{Backend, Resolved};
 
 const CONTROLLER: &str = "certgate.io/ingress-controller";
 

@@ -26,9 +26,9 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, Arc<HostRules>>,
+    exact: HashMap<Arc<str>, Arc<HostRules>>,
     /// `*.example.com` is stored under `example.com`.
-    wildcard: HashMap<String, Arc<HostRules>>,
+    wildcard: HashMap<Arc<str>, Arc<HostRules>>,
     catch_all: Arc<HostRules>,
 }
 
@@ -232,8 +232,8 @@ impl HostRules {
 
 impl RouteTable {
     pub fn new(
-        exact: HashMap<String, Arc<HostRules>>,
-        wildcard: HashMap<String, Arc<HostRules>>,
+        exact: HashMap<Arc<str>, Arc<HostRules>>,
+        wildcard: HashMap<Arc<str>, Arc<HostRules>>,
         catch_all: Arc<HostRules>,
     ) -> Self {
         Self {
@@ -258,6 +258,15 @@ impl RouteTable {
 
     pub fn resolve(&self, host: &str, path: &str) -> Resolved<'_> {
         self.host(host).resolve(path)
+    }
+
+    /// Every server, named ones sorted by name, then the catch-all.
+    #[cfg(test)]
+    pub fn servers(&self) -> Vec<&Arc<HostRules>> {
+        let mut named: Vec<_> = self.exact.values().chain(self.wildcard.values()).collect();
+        named.sort_by(|a, b| a.name.cmp(&b.name));
+        named.push(&self.catch_all);
+        named
     }
 
     /// Number of servers with a name (exact and wildcard), for reports.
