@@ -18,12 +18,14 @@ use crate::crd::issuer::{ClusterIssuer, Issuer};
 /// `namespace/name` of a namespaced object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
+    /// Shared strings: keys are cloned into every map and index that names the object, and a clone must
+    /// not allocate (a configuration with 10,000 Ingresses is rebuilt on every change).
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),

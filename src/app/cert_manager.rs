@@ -221,8 +221,8 @@ async fn report(
         None => k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some("coordination.k8s.io/v1".into()),
             kind: Some("Lease".into()),
-            namespace: Some(key.namespace.clone()),
-            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.to_string()),
+            name: Some(key.name.to_string()),
             ..Default::default()
         },
     };

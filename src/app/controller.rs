@@ -370,7 +370,7 @@ fn foreign_secrets(world: &World) -> HashSet<ObjectKey> {
             let secret_key = ObjectKey::new(key.namespace.clone(), cert.spec.secret_name.clone());
             let secret = world.secrets.get(&secret_key)?;
             let owner = secret.annotations().get("cert-manager.io/certificate-name");
-            (owner != Some(&key.name)).then_some(secret_key)
+            (owner.map(String::as_str) != Some(&*key.name)).then_some(secret_key)
         })
         .collect()
 }

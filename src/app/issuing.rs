@@ -694,7 +694,7 @@ impl Issuing {
         let mut annotations = BTreeMap::from([
             (
                 "cert-manager.io/certificate-name".to_owned(),
-                key.name.clone(),
+                key.name.to_string(),
             ),
             ("cert-manager.io/issuer-name".to_owned(), r.name.clone()),
             (
@@ -763,7 +763,7 @@ impl Issuing {
             ));
         };
         let acme_issuer = matches!(kind, PlanKind::Acme { .. }).then(|| {
-            let ns = (issuer_kind == "Issuer").then(|| key.namespace.clone());
+            let ns = (issuer_kind == "Issuer").then(|| key.namespace.to_string());
             (issuer_kind.to_owned(), ns, r.name.clone())
         });
         Ok(Plan {
@@ -783,10 +783,10 @@ impl Issuing {
             .map(|(key, i)| {
                 let id = (
                     "Issuer".to_owned(),
-                    Some(key.namespace.clone()),
-                    key.name.clone(),
+                    Some(key.namespace.to_string()),
+                    key.name.to_string(),
                 );
-                (id, &i.spec, key.namespace.as_str(), i.metadata.generation)
+                (id, &i.spec, &*key.namespace, i.metadata.generation)
             })
             .chain(world.cluster_issuers.iter().map(|(name, i)| {
                 let id = ("ClusterIssuer".to_owned(), None, name.clone());
@@ -1347,8 +1347,8 @@ fn secret_doc(
     tls: bool,
 ) -> serde_json::Value {
     let mut secret = Secret::default();
-    secret.metadata.name = Some(key.name.clone());
-    secret.metadata.namespace = Some(key.namespace.clone());
+    secret.metadata.name = Some(key.name.to_string());
+    secret.metadata.namespace = Some(key.namespace.to_string());
     if !annotations.is_empty() {
         secret.metadata.annotations = Some(annotations);
     }

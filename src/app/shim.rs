@@ -201,7 +201,7 @@ mod tests {
         ));
         assert_eq!(p.apply.len(), 1);
         let (key, reason, doc) = &p.apply[0];
-        assert_eq!((key.name.as_str(), *reason), ("a-tls", "CreateCertificate"));
+        assert_eq!((&*key.name, *reason), ("a-tls", "CreateCertificate"));
         assert_eq!(doc["metadata"]["ownerReferences"][0]["controller"], true);
         assert_eq!(doc["metadata"]["ownerReferences"][0]["uid"], "ing-uid");
     }

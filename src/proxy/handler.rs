@@ -59,9 +59,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     let resp = serve(&shared, conn, req, host.as_deref(), &mut seen).await;
 
     let server = seen.server.as_deref().filter(|n| !n.is_empty());
-    let (namespace, ingress) = seen.target.as_ref().map_or(("", ""), |t| {
-        (t.ingress.namespace.as_str(), t.ingress.name.as_str())
-    });
+    let (namespace, ingress) = seen
+        .target
+        .as_ref()
+        .map_or(("", ""), |t| (&*t.ingress.namespace, &*t.ingress.name));
     let route = shared
         .metrics
         .route(namespace, ingress, server.unwrap_or(CATCH_ALL_HOST));

@@ -107,7 +107,7 @@ fn service_for(built: &Built, host: &str, path: &str) -> Option<String> {
     };
     Some(match target.backend.as_ref() {
         Backend::Endpoints { service, .. } | Backend::ExternalName { service, .. } => {
-            service.name.clone()
+            service.name.to_string()
         }
         Backend::Unavailable(reason) => format!("unavailable: {reason}"),
     })
@@ -324,7 +324,12 @@ fn class_selection_follows_ingress_nginx_order() {
             T0,
             json!([host_rule("noclass.h", vec![path("/", "Prefix", "s")])]),
         ));
-    let served = |b: &Built| b.served.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+    let served = |b: &Built| {
+        b.served
+            .iter()
+            .map(|k| k.name.to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(served(&w.build()), ["legacy", "mine", "noclass"]);
     let strict = build(
         &w.0,
@@ -494,7 +499,7 @@ fn invalid_annotation_stops_only_that_ingress() {
     assert!(
         b.reports
             .iter()
-            .any(|r| r.reason == "InvalidAnnotation" && r.object.name == "bad")
+            .any(|r| r.reason == "InvalidAnnotation" && &*r.object.name == "bad")
     );
 }
 
@@ -570,7 +575,7 @@ fn tls_hosts_are_listed_oldest_first_and_mark_their_servers() {
         .ingress(newer)
         .ingress(older)
         .build();
-    let secrets: Vec<&str> = b.tls_hosts.iter().map(|t| t.secret.name.as_str()).collect();
+    let secrets: Vec<&str> = b.tls_hosts.iter().map(|t| &*t.secret.name).collect();
     assert_eq!(secrets, ["cert-old", "cert-new"]);
     assert_eq!(b.tls_hosts[0].host, "h");
     assert!(b.table.host("h").tls);
@@ -619,7 +624,7 @@ fn a_shared_backend_problem_is_reported_for_every_ingress_using_it() {
         .reports
         .iter()
         .filter(|r| r.reason == "LoopbackRefused")
-        .map(|r| r.object.name.as_str())
+        .map(|r| &*r.object.name)
         .collect();
     assert_eq!(reported, ["one", "two"]);
 }

@@ -426,12 +426,7 @@ mod tests {
             &first.world.services[&key_a],
             &second.world.services[&key_a]
         ));
-        let names: Vec<&str> = second
-            .world
-            .services
-            .keys()
-            .map(|k| k.name.as_str())
-            .collect();
+        let names: Vec<&str> = second.world.services.keys().map(|k| &*k.name).collect();
         assert_eq!(names, ["a", "b2"]);
 
         std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
