@@ -120,9 +120,20 @@ struct Loaded {
 }
 
 /// Reading the manifests ourselves raises access (open/close) events; reacting to them would reload in a
-/// loop. Errors count as changes: a reload then reports what is wrong.
+/// loop. Files the loader does not read (an editor's swap file, a `.tmp` about to be renamed into place)
+/// cause no reload either — except `..data`-style names, through which a mounted ConfigMap swaps all its
+/// files at once. Errors, and events that name no file, count as changes: a reload then reports what is
+/// wrong.
 fn is_change(event: &notify::Result<notify::Event>) -> bool {
-    event.as_ref().map_or(true, |e| !e.kind.is_access())
+    let relevant = |p: &std::path::PathBuf| {
+        manifests::is_manifest_name(p)
+            || p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".."))
+    };
+    event.as_ref().map_or(true, |e| {
+        !e.kind.is_access() && (e.paths.is_empty() || e.paths.iter().any(relevant))
+    })
 }
 
 /// What a reload keeps between runs: parsed files, and what was already said.
@@ -214,7 +225,9 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind};
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
+    };
 
     fn event(kind: EventKind) -> notify::Result<notify::Event> {
         Ok(notify::Event::new(kind))
@@ -236,5 +249,23 @@ mod tests {
         assert!(is_change(&event(EventKind::Modify(ModifyKind::Any))));
         assert!(is_change(&event(EventKind::Remove(RemoveKind::File))));
         assert!(is_change(&Err(notify::Error::generic("queue overflow"))));
+        let renamed = notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+            .add_path("/m/.new.tmp".into())
+            .add_path("/m/new.yaml".into());
+        assert!(is_change(&Ok(renamed)));
+        let written =
+            notify::Event::new(EventKind::Modify(ModifyKind::Any)).add_path("/m/a.yml".into());
+        assert!(is_change(&Ok(written)));
+    }
+
+    #[test]
+    fn files_the_loader_does_not_read_trigger_no_reload() {
+        let swapped =
+            notify::Event::new(EventKind::Create(CreateKind::Any)).add_path("/m/..data".into());
+        assert!(is_change(&Ok(swapped)), "a ConfigMap volume's swap");
+        for name in ["/m/.new.tmp", "/m/.a.yaml.swp", "/m/README.md"] {
+            let e = notify::Event::new(EventKind::Create(CreateKind::File)).add_path(name.into());
+            assert!(!is_change(&Ok(e)), "{name}");
+        }
     }
 }

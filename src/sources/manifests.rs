@@ -32,12 +32,18 @@ pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
+        .filter(|p| p.is_file() && is_manifest_name(p))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// A name the directory's loader reads: `*.yaml` or `*.yml`.
+pub fn is_manifest_name(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
