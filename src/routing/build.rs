@@ -80,11 +80,22 @@ pub type ServerName = Option<String>;
 pub struct Compiled {
     pub reports: Vec<Report>,
     pub tls_hosts: Vec<TlsHost>,
-    pub servers: BTreeMap<ServerName, Contribution>,
-    /// The Services its backends name (found or not) and the Secret its basic auth names: a change to
-    /// one of them recompiles it.
-    pub services: BTreeSet<ObjectKey>,
-    pub secrets: BTreeSet<ObjectKey>,
+    /// By server name. Vectors, not maps: an Ingress adds to one or two servers, and thousands of them are
+    /// kept.
+    pub servers: Vec<(ServerName, Contribution)>,
+    /// The Services its backends name (found or not) and the Secret its basic auth names, sorted: a
+    /// change to one of them recompiles it.
+    pub services: Vec<ObjectKey>,
+    pub secrets: Vec<ObjectKey>,
+}
+
+impl Compiled {
+    pub fn contribution(&self, server: &ServerName) -> Option<&Contribution> {
+        self.servers
+            .iter()
+            .find(|(name, _)| name == server)
+            .map(|(_, c)| c)
+    }
 }
 
 /// What one Ingress adds to one server.
@@ -133,7 +144,7 @@ pub fn compile(
         );
     }
     if let Some(auth) = &parsed.settings.auth {
-        out.secrets.insert(auth.secret.clone());
+        out.secrets.push(auth.secret.clone());
     }
     let policy = if parsed.invalid.is_empty() {
         Ok(policy_for(secrets, &parsed.settings, &mut report))
@@ -152,7 +163,7 @@ pub fn compile(
         Err(reason)
     };
     let regex = parsed.settings.use_regex || parsed.settings.rewrite_target.is_some();
-    let services = &mut out.services;
+    let mut services = BTreeSet::new();
     let mut target = |backend: &IngressBackend,
                       report: &mut dyn FnMut(bool, &'static str, String)| {
         let (backend, service) = backends.resolve(inputs, &key.namespace, backend, report);
@@ -247,7 +258,8 @@ pub fn compile(
             server.routes.push((path_type, path, t));
         }
     }
-    out.servers = servers;
+    out.servers = servers.into_iter().collect();
+    out.services = services.into_iter().collect();
     out.reports = reports;
     out
 }

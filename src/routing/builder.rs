@@ -46,8 +46,8 @@ pub struct RouteBuilder {
     /// Which served Ingresses name a Service, or an auth Secret.
     service_users: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
     secret_users: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
-    /// Which served Ingresses add to a server, in precedence order.
-    members: HashMap<ServerName, BTreeSet<Rank>>,
+    /// Which served Ingresses add to a server, in precedence order (sorted vectors: most servers have one).
+    members: HashMap<ServerName, Vec<Rank>>,
     /// What merging each server reported (conflicts, invalid regexes).
     merge_reports: BTreeMap<ServerName, Vec<Report>>,
     exact: HashMap<Arc<str>, Arc<HostRules>>,
@@ -162,9 +162,11 @@ impl RouteBuilder {
         let Some(compiled) = self.compiled.remove(&rank) else {
             return;
         };
-        for name in compiled.servers.keys() {
+        for (name, _) in &compiled.servers {
             if let Some(members) = self.members.get_mut(name) {
-                members.remove(&rank);
+                if let Ok(at) = members.binary_search(&rank) {
+                    members.remove(at);
+                }
                 if members.is_empty() {
                     self.members.remove(name);
                 }
@@ -177,11 +179,11 @@ impl RouteBuilder {
 
     fn remember(&mut self, rank: Rank, compiled: Compiled, touched: &mut BTreeSet<ServerName>) {
         let key = &rank.1;
-        for name in compiled.servers.keys() {
-            self.members
-                .entry(name.clone())
-                .or_default()
-                .insert(rank.clone());
+        for (name, _) in &compiled.servers {
+            let members = self.members.entry(name.clone()).or_default();
+            if let Err(at) = members.binary_search(&rank) {
+                members.insert(at, rank.clone());
+            }
             touched.insert(name.clone());
         }
         for service in &compiled.services {
@@ -205,7 +207,7 @@ impl RouteBuilder {
     fn merge(&mut self, name: &ServerName) {
         let members = self.members.get(name).into_iter().flatten();
         let contributions = members.filter_map(|rank| {
-            let contribution = self.compiled.get(rank)?.servers.get(name)?;
+            let contribution = self.compiled.get(rank)?.contribution(name)?;
             Some((&rank.1, contribution))
         });
         let (rules, reports) = merge_server(name, contributions);
@@ -261,7 +263,7 @@ fn service_of(key: &ObjectKey, slice: &EndpointSlice) -> Option<ObjectKey> {
 
 fn unlink(
     users: &mut HashMap<ObjectKey, BTreeSet<ObjectKey>>,
-    used: &BTreeSet<ObjectKey>,
+    used: &[ObjectKey],
     user: &ObjectKey,
 ) {
     for object in used {
