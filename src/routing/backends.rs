@@ -81,6 +81,12 @@ impl Backends {
         (resolved.clone(), service)
     }
 
+    /// How many resolutions are kept.
+    #[cfg(test)]
+    pub fn kept(&self) -> usize {
+        self.memo.len()
+    }
+
     /// Forget every resolution of these Services (they, or their EndpointSlices, changed).
     pub fn forget(&mut self, services: &BTreeSet<ObjectKey>) {
         if !services.is_empty() {

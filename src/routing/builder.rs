@@ -173,7 +173,9 @@ impl RouteBuilder {
             }
             touched.insert(name.clone());
         }
-        unlink(&mut self.service_users, &compiled.services, key);
+        let unused = unlink(&mut self.service_users, &compiled.services, key);
+        // Resolutions no Ingress names any more are dropped, so the memo stays as large as what is used.
+        self.backends.forget(&unused);
         unlink(&mut self.secret_users, &compiled.secrets, key);
     }
 
@@ -261,19 +263,23 @@ fn service_of(key: &ObjectKey, slice: &EndpointSlice) -> Option<ObjectKey> {
     Some(ObjectKey::new(key.namespace.clone(), service.clone()))
 }
 
+/// Take `user` off the users of each object it used; returns the objects left with no user.
 fn unlink(
     users: &mut HashMap<ObjectKey, BTreeSet<ObjectKey>>,
     used: &[ObjectKey],
     user: &ObjectKey,
-) {
+) -> BTreeSet<ObjectKey> {
+    let mut unused = BTreeSet::new();
     for object in used {
         if let Some(set) = users.get_mut(object) {
             set.remove(user);
             if set.is_empty() {
                 users.remove(object);
+                unused.insert(object.clone());
             }
         }
     }
+    unused
 }
 
 /// A changed key, with its object before and after (`None`: absent).

@@ -359,3 +359,17 @@ fn a_change_rebuilds_only_the_servers_it_touches() {
     }
     assert_eq!(describe(&later), describe(&build(&world, &opts())));
 }
+
+#[test]
+fn resolutions_no_ingress_names_any_more_are_dropped() {
+    let mut world = World::default();
+    let mut builder = RouteBuilder::new(opts());
+    for service in 0..3 {
+        apply(&mut world, &Change::Ingress(0, Some(spec(0, service))));
+        builder.build(&world);
+        assert_eq!(builder.backends.kept(), 1, "after naming s{service}");
+    }
+    apply(&mut world, &Change::Ingress(0, None));
+    builder.build(&world);
+    assert_eq!(builder.backends.kept(), 0);
+}
