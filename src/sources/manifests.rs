@@ -63,39 +63,38 @@ impl ManifestCache {
     pub fn load(&mut self, dir: &Path) -> std::io::Result<Loaded> {
         let files = manifest_files(dir)?;
         self.files.retain(|path, _| files.contains(path));
-        let mut merged = Loaded::default();
-        for file in files {
+        let mut unreadable = Vec::new();
+        for file in &files {
             let name = file.display().to_string();
-            let meta = match std::fs::metadata(&file) {
+            let meta = match std::fs::metadata(file) {
                 Ok(m) => m,
                 Err(e) => {
-                    merged.problems.push(format!("{name}: {e}"));
+                    unreadable.push(format!("{name}: {e}"));
                     continue;
                 }
             };
             let stamp = (meta.len(), meta.modified().ok(), meta.ino());
-            let fragment = match self.files.get(&file) {
-                Some((cached, fragment)) if *cached == stamp => fragment,
-                previous => {
-                    let (mut fragment, usable) = read_file(&name, &file, meta.len());
-                    // Bad input loses nothing: a file that cannot be used at all (an editor's half-written
-                    // save, a typo) keeps serving what it defined last time it was good.
-                    if !usable && let Some((_, last_good)) = previous {
-                        fragment.world = last_good.world.clone();
-                        fragment
-                            .problems
-                            .push(format!("{name}: its last good content keeps being served"));
-                    }
-                    &self
-                        .files
-                        .entry(file)
-                        .insert_entry((stamp, fragment))
-                        .into_mut()
-                        .1
-                }
+            let previous = match self.files.get(file) {
+                Some((cached, _)) if *cached == stamp => continue,
+                previous => previous,
             };
-            merge(&mut merged, fragment, &name);
+            let (mut fragment, usable) = read_file(&name, file, meta.len());
+            // Bad input loses nothing: a file that cannot be used at all (an editor's half-written save, a
+            // typo) keeps serving what it defined last time it was good.
+            if !usable && let Some((_, last_good)) = previous {
+                fragment.world = last_good.world.clone();
+                fragment
+                    .problems
+                    .push(format!("{name}: its last good content keeps being served"));
+            }
+            self.files.insert(file.clone(), (stamp, fragment));
         }
+        let fragments: Vec<(String, &Loaded)> = files
+            .iter()
+            .filter_map(|f| Some((f.display().to_string(), &self.files.get(f)?.1)))
+            .collect();
+        let mut merged = merge(&fragments);
+        merged.problems.extend(unreadable);
         Ok(merged)
     }
 }
@@ -120,69 +119,66 @@ fn read_file(name: &str, path: &Path, len: u64) -> (Loaded, bool) {
     (loaded, usable)
 }
 
-/// Add one file's objects; an object defined in an earlier file keeps that definition.
-fn merge(into: &mut Loaded, fragment: &Loaded, file: &str) {
-    fn add<K>(
-        into: &mut BTreeMap<ObjectKey, Arc<K>>,
-        from: &BTreeMap<ObjectKey, Arc<K>>,
-        kind: &str,
-        file: &str,
-        problems: &mut Vec<String>,
-    ) {
-        for (key, obj) in from {
-            if into.contains_key(key) {
+/// The files' objects together, in file order: an object defined in an earlier file keeps that definition,
+/// and each later one is reported.
+fn merge(fragments: &[(String, &Loaded)]) -> Loaded {
+    let mut out = Loaded::default();
+    let problems = &mut out.problems;
+    let w = &mut out.world;
+    w.ingresses = merge_kind(fragments, |f| &f.ingresses, Some("Ingress"), problems);
+    w.services = merge_kind(fragments, |f| &f.services, Some("Service"), problems);
+    w.endpoint_slices = merge_kind(
+        fragments,
+        |f| &f.endpoint_slices,
+        Some("EndpointSlice"),
+        problems,
+    );
+    w.secrets = merge_kind(fragments, |f| &f.secrets, Some("Secret"), problems);
+    w.certificates = merge_kind(
+        fragments,
+        |f| &f.certificates,
+        Some("Certificate"),
+        problems,
+    );
+    w.issuers = merge_kind(fragments, |f| &f.issuers, Some("Issuer"), problems);
+    w.cluster_issuers = merge_kind(fragments, |f| &f.cluster_issuers, None, problems);
+    w.ingress_classes = merge_kind(fragments, |f| &f.ingress_classes, None, problems);
+    for (_, fragment) in fragments {
+        out.problems.extend(fragment.problems.iter().cloned());
+        out.skipped.extend(fragment.skipped.iter().cloned());
+    }
+    out
+}
+
+/// One kind's objects from every file. The files' maps are sorted runs, so a stable sort by key of their
+/// concatenation is a cheap merge that keeps file order among equal keys: the first of each key wins. No
+/// search per object, which mattered with 10,000 objects merged again on every change.
+fn merge_kind<K: Ord + Clone + std::fmt::Display, V>(
+    fragments: &[(String, &Loaded)],
+    map: impl Fn(&World) -> &BTreeMap<K, Arc<V>>,
+    kind: Option<&str>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<K, Arc<V>> {
+    let mut all: Vec<(&K, &Arc<V>, &str)> = fragments
+        .iter()
+        .flat_map(|(file, f)| map(&f.world).iter().map(|(k, v)| (k, v, file.as_str())))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let mut merged = Vec::with_capacity(all.len());
+    let mut last: Option<&K> = None;
+    for (key, obj, file) in all {
+        if last == Some(key) {
+            if let Some(kind) = kind {
                 problems.push(format!(
                     "{file}: {kind} {key} is defined more than once; the first definition is used"
                 ));
-            } else {
-                into.insert(key.clone(), obj.clone());
             }
+            continue;
         }
+        last = Some(key);
+        merged.push((key.clone(), obj.clone()));
     }
-    let (w, f) = (&mut into.world, &fragment.world);
-    add(
-        &mut w.ingresses,
-        &f.ingresses,
-        "Ingress",
-        file,
-        &mut into.problems,
-    );
-    add(
-        &mut w.services,
-        &f.services,
-        "Service",
-        file,
-        &mut into.problems,
-    );
-    add(
-        &mut w.endpoint_slices,
-        &f.endpoint_slices,
-        "EndpointSlice",
-        file,
-        &mut into.problems,
-    );
-    let problems = &mut into.problems;
-    add(&mut w.secrets, &f.secrets, "Secret", file, problems);
-    add(
-        &mut w.certificates,
-        &f.certificates,
-        "Certificate",
-        file,
-        problems,
-    );
-    add(&mut w.issuers, &f.issuers, "Issuer", file, problems);
-    for (name, issuer) in &f.cluster_issuers {
-        w.cluster_issuers
-            .entry(name.clone())
-            .or_insert_with(|| issuer.clone());
-    }
-    for (name, class) in &f.ingress_classes {
-        w.ingress_classes
-            .entry(name.clone())
-            .or_insert_with(|| class.clone());
-    }
-    into.problems.extend(fragment.problems.iter().cloned());
-    into.skipped.extend(fragment.skipped.iter().cloned());
+    merged.into_iter().collect()
 }
 
 /// Add the documents of one file to `loaded`; `false` when the text is not YAML at all.
