@@ -159,7 +159,7 @@ start_nginx() { # DIR CPUS
 start_certgate() { # MANIFESTS STATE HTTP TLS ADMIN LOG [EXTRA ARGS]
   local args=("$@")
   RUST_LOG=info taskset -c "$PROXY_CPUS" "$CERTGATE" run --manifests "$1" --state-dir "$2" --bind 127.0.0.1 \
-    --http-port "$3" --https-port "$4" --admin-port "$5" --worker-threads 1 --log-format json "${args[@]:6}" 2>"$6" >/dev/null &
+    --http-port "$3" --https-port "$4" --admin-port "$5" --worker-threads 1 --log-format json --access-log=false "${args[@]:6}" 2>"$6" >/dev/null &
   LAST_PID=$!
   PIDS+=("$LAST_PID")
 }
@@ -652,7 +652,7 @@ SC_BUILD_MAX=$(maxof "${SC_BUILDS[@]}")
   echo
   echo "- nginx is set up as ingress-nginx would be for this Ingress: upstream \`keepalive 64\`, \`proxy_http_version 1.1\`,"
   echo "  \`proxy_set_header Connection \"\"\`, Host / X-Request-ID / X-Real-IP / X-Forwarded-{For,Host,Port,Proto} / X-Scheme,"
-  echo "  \`proxy_buffering off\`, HSTS on HTTPS; access log off (certgate logs no access lines either); \`keepalive_requests 1000000\`"
+  echo "  \`proxy_buffering off\`, HSTS on HTTPS; access log off (certgate: `--access-log=false`); \`keepalive_requests 1000000\`"
   echo "  on client and upstream side because certgate has no per-connection request limit; \`ssl_protocols TLSv1.2 TLSv1.3\` (nginx 1.22's
   default lacks 1.3). TLS session cache/tickets are the defaults on both; s_time -new never offers a session, so every handshake is full.
 - certgate runs with \`--default-ssl-certificate default/bench-tls\` because s_time sends no SNI; nginx's only server block is its default.

@@ -231,9 +231,20 @@ impl Certgate {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(20), wait)
-            .await
-            .unwrap_or_else(|_| panic!("no log line containing {needle:?}"))
+        match tokio::time::timeout(Duration::from_secs(20), wait).await {
+            Ok(v) => v,
+            Err(_) => panic!(
+                "no log line containing {needle:?}; the last lines:\n{}",
+                self.last_logs(30)
+            ),
+        }
+    }
+
+    /// The last `n` log lines, one per line (for failure messages).
+    fn last_logs(&self, n: usize) -> String {
+        let logs = self.logs.lock().expect("logs");
+        let from = logs.len().saturating_sub(n);
+        logs[from..].iter().map(|v| format!("{v}\n")).collect()
     }
 
     /// Every JSON log line so far had unique keys.
