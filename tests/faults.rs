@@ -243,4 +243,10 @@ async fn an_acme_server_that_is_down_is_reported_retried_and_used_once_it_is_bac
     assert_eq!(pebble.accounts(), 1);
     assert_eq!(pebble.orders(), 1, "one order, no duplicates");
     assert_eq!(cg.count_logs("\"certificate issued\""), 1);
+    // The loop wakes for retries ahead, never for one already due while the issuance runs (it spun).
+    let reconciles = cg.count_logs("\"certificates reconciled\"");
+    assert!(
+        reconciles < 40,
+        "{reconciles} reconciliations: the loop spins"
+    );
 }

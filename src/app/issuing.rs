@@ -451,14 +451,19 @@ impl Issuing {
         (issuing, outcomes)
     }
 
-    /// When the loop should call `reconcile` again without any change: a retry or a renewal.
+    /// When the loop should call `reconcile` again without any change: a retry or a renewal. Only instants
+    /// still ahead count: a retry that is due but waits for something else (the Certificate is in flight
+    /// again, its issuer's account is being registered) is taken up when that outcome arrives, and waking
+    /// for it now would spin the loop.
     pub fn next_wake(&self) -> Option<Instant> {
+        let now = Instant::now();
         self.failures
             .values()
             .chain(self.registration_failures.values().map(|(_, f)| f))
             .map(|f| f.retry_at)
             .chain(self.written.values().map(|w| w.at + WRITE_VISIBLE_WITHIN))
             .chain(self.next_renewal)
+            .filter(|at| *at > now)
             .min()
     }
 
@@ -1451,6 +1456,37 @@ mod tests {
                 "stored {stored}: a second registration ran"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_is_due_while_the_certificate_is_in_flight_does_not_wake_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut issuing, _outcomes) = Issuing::new(
+            Sink::Files(dir.path().to_owned()),
+            Arc::new(Http01Tokens::default()),
+            "127.0.0.1:9".parse().unwrap(),
+            "cert-manager".into(),
+            Duration::from_secs(2),
+        );
+        let key = ObjectKey::new("default", "site");
+        let due = Instant::now() - Duration::from_millis(1);
+        let failure = |retry_at| Failure {
+            attempts: 1,
+            retry_at,
+        };
+        issuing.in_flight.insert(key.clone());
+        issuing.failures.insert(key.clone(), failure(due));
+        assert_eq!(
+            issuing.next_wake(),
+            None,
+            "a due retry in flight would spin the loop"
+        );
+        let later = Instant::now() + Duration::from_secs(2);
+        let issuer = ("ClusterIssuer".to_owned(), None, "le".to_owned());
+        issuing
+            .registration_failures
+            .insert(issuer, ((None, false), failure(later)));
+        assert_eq!(issuing.next_wake(), Some(later), "the retry still ahead");
     }
 
     #[tokio::test]
