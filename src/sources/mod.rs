@@ -2,3 +2,4 @@
 //! kube-runtime reflectors (Kubernetes mode). Nothing past a source knows which one is in use.
 
 pub mod manifests;
+mod merged;
