@@ -16,7 +16,7 @@ use crate::crd::certificate::Certificate;
 use crate::crd::issuer::{ClusterIssuer, Issuer};
 
 /// `namespace/name` of a namespaced object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Eq)]
 pub struct ObjectKey {
     /// Shared strings: keys are cloned into every map and index that names the object, and a clone must
     /// not allocate (a configuration with 10,000 Ingresses is rebuilt on every change).
@@ -51,6 +51,44 @@ impl ObjectKey {
     }
 }
 
+/// Two shared strings that are one allocation are equal without reading them: keys are compared when a
+/// rebuilt World is diffed against the last one, and an unchanged object's key is the same allocation.
+fn cmp_shared(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
+    }
+}
+
+impl Ord for ObjectKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_shared(&self.namespace, &other.namespace)
+            .then_with(|| cmp_shared(&self.name, &other.name))
+    }
+}
+
+impl PartialOrd for ObjectKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for ObjectKey {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        same(&self.namespace, &other.namespace) && same(&self.name, &other.name)
+    }
+}
+
+// By content, as equality is (a shared allocation only short-cuts the comparison).
+impl std::hash::Hash for ObjectKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.namespace.hash(state);
+        self.name.hash(state);
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
@@ -77,6 +115,29 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_compare_by_namespace_then_name_whether_or_not_they_share_strings() {
+        let a = ObjectKey::new("default", "web");
+        let copy = ObjectKey::new(String::from("default"), String::from("web"));
+        assert!(!Arc::ptr_eq(&a.name, &copy.name));
+        assert_eq!(a, copy);
+        assert_eq!(a.cmp(&copy), std::cmp::Ordering::Equal);
+        assert_eq!(a, a.clone());
+        let mut keys = [
+            ObjectKey::new("prod", "a"),
+            ObjectKey::new("default", "web2"),
+            a.clone(),
+            ObjectKey::new("default", "we"),
+        ];
+        keys.sort();
+        let shown: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["default/we", "default/web", "default/web2", "prod/a"]
+        );
+        assert_ne!(a, ObjectKey::new("prod", "web"));
+    }
 
     #[test]
     fn reference_without_namespace_uses_the_default() {
