@@ -20,8 +20,9 @@ use crate::sources::manifests;
 use crate::tls::keypair;
 use crate::world::{ObjectKey, World};
 
-/// A burst of file events (an editor's save, several files copied at once) within this window is one
-/// reload. Short, because it adds directly to the time a change takes to apply.
+/// A file written in place may still be being written: its events (and others' within this window, as
+/// when several files are copied at once) wait until they stop for this long, then make one reload. A
+/// file renamed into place or removed is complete and reloads at once (see `is_complete`).
 const RELOAD_SETTLE: Duration = Duration::from_millis(5);
 
 pub async fn run(
@@ -41,7 +42,7 @@ pub async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if is_change(&event) {
-            let _ = tx.send(());
+            let _ = tx.send(is_complete(&event));
         }
     })
     .map_err(|e| AppError::Watch(args.manifests.clone(), e))?;
@@ -77,8 +78,13 @@ pub async fn run(
         let wake = issuing.next_wake().map(tokio::time::Instant::from_std);
         let reload = tokio::select! {
             event = rx.recv() => {
-                if event.is_none() { break; }
-                while let Ok(Some(_)) = tokio::time::timeout(RELOAD_SETTLE, rx.recv()).await {}
+                let Some(complete) = event else { break };
+                if complete {
+                    // Along with whatever else is already queued; later events reload again.
+                    while rx.try_recv().is_ok() {}
+                } else {
+                    while let Ok(Some(_)) = tokio::time::timeout(RELOAD_SETTLE, rx.recv()).await {}
+                }
                 true
             }
             Some(outcome) = outcomes.recv() => issuing.finish(outcome).await,
@@ -133,6 +139,19 @@ fn is_change(event: &notify::Result<notify::Event>) -> bool {
     };
     event.as_ref().map_or(true, |e| {
         !e.kind.is_access() && (e.paths.is_empty() || e.paths.iter().any(relevant))
+    })
+}
+
+/// A file renamed into place (how kubectl, ConfigMap volumes and careful tools write) or removed is whole:
+/// no need to wait for more of it. Creating or writing a file in place may be half done.
+fn is_complete(event: &notify::Result<notify::Event>) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    event.as_ref().is_ok_and(|e| {
+        matches!(
+            e.kind,
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_)
+        )
     })
 }
 
@@ -259,6 +278,26 @@ mod tests {
         let swapped =
             notify::Event::new(EventKind::Create(CreateKind::Any)).add_path("/m/..data".into());
         assert!(is_change(&Ok(swapped)), "a ConfigMap volume's swap");
+    }
+
+    #[test]
+    fn renamed_or_removed_files_reload_at_once_and_writes_in_place_settle_first() {
+        let with_path = |kind| Ok(notify::Event::new(kind).add_path("/m/a.yaml".into()));
+        for kind in [
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(is_complete(&with_path(kind)), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Content)),
+        ] {
+            assert!(!is_complete(&with_path(kind)), "{kind:?}");
+        }
+        assert!(!is_complete(&Err(notify::Error::generic("queue overflow"))));
     }
 
     #[test]
