@@ -9,11 +9,17 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+/// Lines queued for the writer thread before a logging call waits.
+const LOG_QUEUE_LINES: usize = 8_192;
+
 #[must_use = "dropping the guard stops the log writer"]
 pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        // The queue's slots are allocated and touched up front: tracing-appender's default of 128,000 lines
+        // was 4 MiB of an idle process's memory. A burst beyond this waits for the writer thread.
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
