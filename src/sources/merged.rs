@@ -25,71 +25,28 @@ impl Merged {
     /// Re-decide the objects that `touched` (the changed files' previous and new contents) define: which
     /// file now wins each, if any still defines it. `files`: every current file, in order.
     pub fn update(&mut self, files: &[Fragment<'_>], touched: &[&Loaded]) {
-        let (w, d) = (&mut self.world, &mut self.duplicates);
-        update_kind(
-            &mut w.ingresses,
-            d,
-            files,
-            touched,
-            |w| &w.ingresses,
-            Some("Ingress"),
-        );
-        update_kind(
-            &mut w.services,
-            d,
-            files,
-            touched,
-            |w| &w.services,
-            Some("Service"),
-        );
-        update_kind(
-            &mut w.endpoint_slices,
-            d,
-            files,
-            touched,
-            |w| &w.endpoint_slices,
-            Some("EndpointSlice"),
-        );
-        update_kind(
-            &mut w.secrets,
-            d,
-            files,
-            touched,
-            |w| &w.secrets,
-            Some("Secret"),
-        );
-        update_kind(
-            &mut w.certificates,
-            d,
-            files,
-            touched,
-            |w| &w.certificates,
-            Some("Certificate"),
-        );
-        update_kind(
-            &mut w.issuers,
-            d,
-            files,
-            touched,
-            |w| &w.issuers,
-            Some("Issuer"),
-        );
-        update_kind(
-            &mut w.cluster_issuers,
-            d,
-            files,
-            touched,
-            |w| &w.cluster_issuers,
-            None,
-        );
-        update_kind(
-            &mut w.ingress_classes,
-            d,
-            files,
-            touched,
-            |w| &w.ingress_classes,
-            None,
-        );
+        // One kind: its map here, in each file, and the name its duplicates are reported under (none for
+        // the cluster-scoped kinds, as before).
+        macro_rules! update {
+            ($kind:ident, $reported_as:expr) => {
+                update_kind(
+                    &mut self.world.$kind,
+                    &mut self.duplicates,
+                    files,
+                    touched,
+                    |w| &w.$kind,
+                    $reported_as,
+                )
+            };
+        }
+        update!(ingresses, Some("Ingress"));
+        update!(services, Some("Service"));
+        update!(endpoint_slices, Some("EndpointSlice"));
+        update!(secrets, Some("Secret"));
+        update!(certificates, Some("Certificate"));
+        update!(issuers, Some("Issuer"));
+        update!(cluster_issuers, None);
+        update!(ingress_classes, None);
     }
 
     /// The merged objects (a copy: maps of shared objects, cheap to clone) and the files' reports.
