@@ -294,11 +294,22 @@ pub async fn issue(
         authorizations: Vec::new(),
     };
     let mut to_answer = Vec::new();
-    {
+    // Read again from the first one when a read fails transiently (a bad nonce the client's own retries
+    // did not get past, a server error).
+    for attempt in 1..=TRANSIENT_ATTEMPTS {
+        progress.authorizations.clear();
+        to_answer.clear();
+        let mut failed = false;
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
-            let mut authz =
-                authz.map_err(|e| IssueError::Acme(format!("reading an authorization: {e}")))?;
+            let mut authz = match authz {
+                Ok(a) => a,
+                Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => {
+                    failed = true;
+                    break;
+                }
+                Err(e) => return Err(IssueError::Acme(format!("reading an authorization: {e}"))),
+            };
             let (identifier, wildcard) = match &authz.identifier().identifier {
                 Identifier::Dns(d) => (d.clone(), authz.wildcard),
                 Identifier::Ip(ip) => (ip.to_string(), false),
@@ -347,6 +358,10 @@ pub async fn issue(
                 challenge.status == ChallengeStatus::Pending,
             ));
         }
+        if !failed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
     }
     journal.order_opened(&progress).await;
 
