@@ -133,13 +133,18 @@ macro_rules! transient_retry {
         loop {
             match $op.await {
                 Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    transient_pause(attempt).await;
                     attempt += 1;
                 }
                 result => break result.map_err(|e| IssueError::Acme(format!("{}: {e}", $what))),
             }
         }
     }};
+}
+
+/// The pause before another try of a request that failed transiently: 100 ms, 200 ms, ….
+async fn transient_pause(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
 }
 
 /// badNonce, a server error or a broken connection: worth another try within the same issuance.
@@ -361,7 +366,7 @@ pub async fn issue(
         if !failed {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        transient_pause(attempt).await;
     }
     journal.order_opened(&progress).await;
 
@@ -427,9 +432,7 @@ pub async fn issue(
                 Some(e) if attempt == TRANSIENT_ATTEMPTS => {
                     return Err(IssueError::Acme(format!("answering the challenges: {e}")));
                 }
-                Some(_) => {
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await
-                }
+                Some(_) => transient_pause(attempt).await,
             }
         }
         // First poll soon (a fast CA answers in milliseconds), then back off as instant-acme does.
