@@ -53,15 +53,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Run a serving mode on a multi-thread runtime (`--worker-threads`, default one per core).
+/// Run a serving mode: on one thread with `--worker-threads 1` (no work stealing, no cross-thread wakeups
+/// between a client's connection task and its upstream's), else on a multi-thread runtime (default: one
+/// worker per core).
 fn block_on(
     worker_threads: Option<usize>,
     main: impl Future<Output = Result<(), String>>,
 ) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n.max(1));
-    }
+    let mut builder = match worker_threads {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(error) => return fail(&format!("starting the runtime: {error}")),

@@ -567,8 +567,18 @@ async fn websocket_upgrade_is_passed_through() {
     assert_eq!(&buf, b"ping over the tunnel");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_changes_apply_under_load_without_a_failed_request() {
+    changes_under_load(&[]).await;
+}
+
+/// One thread (`--worker-threads 1`) runs the reloads and the proxy on the same scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changes_apply_under_load_on_a_single_thread_runtime() {
+    changes_under_load(&["--worker-threads", "1"]).await;
+}
+
+async fn changes_under_load(extra: &[&str]) {
     let (a, b) = (backend::start("a").await, backend::start("b").await);
     let dir = tempfile::tempdir().unwrap();
     let mut base = service("svc-a", a.addr);
@@ -579,7 +589,7 @@ async fn configuration_changes_apply_under_load_without_a_failed_request() {
         json!({"rules": [rule("steady.example.com", vec![path("/", "Prefix", "svc-a")])]}),
     ));
     support::write_manifests(dir.path(), "base.yaml", &base);
-    let cg = Certgate::start(dir.path(), &[]);
+    let cg = Certgate::start(dir.path(), extra);
     let c = client(None);
 
     let failures = Arc::new(AtomicUsize::new(0));
@@ -637,6 +647,11 @@ async fn configuration_changes_apply_under_load_without_a_failed_request() {
                 "change {i} not applied"
             );
         }
+    }
+    // The changes can apply faster than the load gets going: keep it up until it has some weight.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sent.load(Ordering::Relaxed) <= 100 && tokio::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
     }
     stop.store(true, Ordering::Relaxed);
     for task in load {
