@@ -580,7 +580,7 @@ async fn configuration_changes_apply_under_load_on_a_single_thread_runtime() {
 
 async fn changes_under_load(extra: &[&str]) {
     let (a, b) = (backend::start("a").await, backend::start("b").await);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temporary directory");
     let mut base = service("svc-a", a.addr);
     base.extend(service("svc-b", b.addr));
     base.push(ingress(
@@ -638,7 +638,7 @@ async fn changes_under_load(extra: &[&str]) {
                 .get(url(&cg, "moving.example.com", "/"))
                 .send()
                 .await
-                .unwrap();
+                .expect("probe request");
             if resp.status() == StatusCode::OK && echo(resp).await.backend == name {
                 break;
             }
@@ -655,7 +655,7 @@ async fn changes_under_load(extra: &[&str]) {
     }
     stop.store(true, Ordering::Relaxed);
     for task in load {
-        task.await.unwrap();
+        task.await.expect("load task");
     }
     assert!(
         sent.load(Ordering::Relaxed) > 100,
