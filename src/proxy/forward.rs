@@ -10,29 +10,26 @@
 //!   (nginx starts it once the request is written, and also applies it between reads of the response
 //!   body; certgate does neither yet).
 //!
-//! Connections are pooled per (connect, send) timeout pair, since both are properties of the connection.
+//! Connections come from [`crate::proxy::pool`]; a request that finds its pooled connection closed before
+//! any of it was written is sent again on a new one (as hyper-util's client and nginx do).
 
-use std::collections::HashMap;
-use std::error::Error as _;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::LengthLimitError;
-use hyper::body::Incoming;
-use hyper::{Request, Response, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
+use crate::proxy::pool::{Pool, PoolKey, PooledBody};
 use crate::routing::table::Policy;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,60 +84,32 @@ impl ForwardError {
     }
 }
 
-type PooledClient = Client<SendTimeoutConnector, ProxyBody>;
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Upstream {
-    /// One pool per (connect timeout, send timeout); Ingresses share few distinct values.
-    clients: Arc<Mutex<HashMap<(Duration, Duration), PooledClient>>>,
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        Self::new()
-    }
+    pool: Pool,
 }
 
 impl Upstream {
     pub fn new() -> Self {
-        Self {
-            clients: Arc::default(),
-        }
-    }
-
-    fn client(&self, connect_timeout: Duration, send_timeout: Duration) -> PooledClient {
-        // SECURITY/liveness: the lock is held only to look up or insert, never across an await.
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        clients
-            .entry((connect_timeout, send_timeout))
-            .or_insert_with(|| {
-                let mut http = HttpConnector::new();
-                http.set_connect_timeout(Some(connect_timeout));
-                http.set_nodelay(true);
-                http.enforce_http(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(256)
-                    // The proxy sets Host itself: the client's original Host, not the endpoint address.
-                    .set_host(false)
-                    .build(SendTimeoutConnector { http, send_timeout })
-            })
-            .clone()
+        Self::default()
     }
 
     /// Send with the route's timeouts; the response body then streams.
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
+        addr: SocketAddr,
         policy: &Policy,
-    ) -> Result<Response<Incoming>, ForwardError> {
-        let client = self.client(policy.connect_timeout, policy.send_timeout);
+    ) -> Result<Response<PooledBody>, ForwardError> {
+        let read_timeout = policy.read_timeout;
+        if hyper::body::Body::is_end_stream(req.body()) {
+            // Nothing to upload: the read timeout runs from now (nginx: once the request is sent).
+            return tokio::time::timeout(read_timeout, self.exchange(req, addr, policy))
+                .await
+                .unwrap_or(Err(ForwardError::Timeout(read_timeout)));
+        }
         let (sent_tx, sent_rx) = oneshot::channel();
         let req = req.map(|b| body::stream(SignalEnd::new(b, sent_tx)));
-        let read_timeout = policy.read_timeout;
         // nginx starts proxy_read_timeout once the request is sent; a slow upload is the send timeout's
         // business (and the client body timeout's), not this one's.
         let read_deadline = async move {
@@ -148,14 +117,48 @@ impl Upstream {
             tokio::time::sleep(read_timeout).await;
         };
         tokio::select! {
-            result = client.request(req) => result.map_err(|e| classify(&e, policy)),
+            result = self.exchange(req, addr, policy) => result,
             () = read_deadline => Err(ForwardError::Timeout(read_timeout)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut req: Request<ProxyBody>,
+        addr: SocketAddr,
+        policy: &Policy,
+    ) -> Result<Response<PooledBody>, ForwardError> {
+        let key = PoolKey {
+            addr,
+            send_timeout: policy.send_timeout,
+        };
+        loop {
+            let (mut sender, reused) = match self.pool.take(&key) {
+                Some(sender) => (sender, true),
+                None => (self.pool.connect(key, policy.connect_timeout).await?, false),
+            };
+            // A connection handed back at the end of a body may still be finishing that exchange (and
+            // find then that the upstream closes it): wait for it to be idle, or move on.
+            if reused && !sender.is_ready() && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    return Ok(resp.map(|b| self.pool.body(status, b, key, sender)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // The pooled connection closed before the request went out: try the next one.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(classify(&e.into_error(), policy)),
+                },
+            }
         }
     }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error, policy: &Policy) -> ForwardError {
-    let mut source = e.source();
+fn classify(e: &hyper::Error, policy: &Policy) -> ForwardError {
+    let mut source = Some(e as &(dyn std::error::Error + 'static));
     while let Some(s) = source {
         if s.is::<LengthLimitError>() {
             return ForwardError::BodyTooLarge;
@@ -171,26 +174,19 @@ fn classify(e: &hyper_util::client::legacy::Error, policy: &Policy) -> ForwardEr
             if io.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>()) {
                 return ForwardError::SendTimeout(policy.send_timeout);
             }
-            if e.is_connect() && io.kind() == io::ErrorKind::TimedOut {
-                return ForwardError::ConnectTimeout(policy.connect_timeout);
-            }
         }
         source = s.source();
     }
-    let detail = error_chain(e);
-    if e.is_connect() {
-        return ForwardError::Connect(detail);
-    }
     ForwardError::Upstream {
         kind: failure_kind(e),
-        detail,
+        detail: error_chain(e),
     }
 }
 
 /// Reset: the connection broke before the response head (RST, EOF mid-message); protocol: the upstream
 /// sent something that is not HTTP.
-fn failure_kind(e: &hyper_util::client::legacy::Error) -> UpstreamError {
-    let mut source = e.source();
+fn failure_kind(e: &hyper::Error) -> UpstreamError {
+    let mut source = Some(e as &(dyn std::error::Error + 'static));
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() {
@@ -281,37 +277,8 @@ impl hyper::body::Body for SignalEnd {
 #[error("upstream did not read for {0:?}")]
 struct SendTimedOut(Duration);
 
-/// hyper-util's connector, with nginx's `proxy_send_timeout` on every connection it makes.
-#[derive(Debug, Clone)]
-struct SendTimeoutConnector {
-    http: HttpConnector,
-    send_timeout: Duration,
-}
-
-impl tower_service::Service<Uri> for SendTimeoutConnector {
-    type Response = SendTimeoutIo;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<SendTimeoutIo, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.http.poll_ready(cx)
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        let connecting = self.http.call(dst);
-        let send_timeout = self.send_timeout;
-        Box::pin(async move {
-            Ok(SendTimeoutIo {
-                inner: connecting.await?,
-                send_timeout,
-                stalled: None,
-            })
-        })
-    }
-}
-
 /// An upstream connection whose writes fail when one makes no progress for `send_timeout`.
-struct SendTimeoutIo {
+pub struct SendTimeoutIo {
     inner: TokioIo<TcpStream>,
     send_timeout: Duration,
     /// Armed when a write would block; disarmed when one completes.
@@ -319,6 +286,14 @@ struct SendTimeoutIo {
 }
 
 impl SendTimeoutIo {
+    pub fn new(inner: TokioIo<TcpStream>, send_timeout: Duration) -> Self {
+        Self {
+            inner,
+            send_timeout,
+            stalled: None,
+        }
+    }
+
     fn watch<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -385,11 +360,5 @@ impl hyper::rt::Write for SendTimeoutIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl Connection for SendTimeoutIo {
-    fn connected(&self) -> Connected {
-        self.inner.connected()
     }
 }

@@ -285,14 +285,9 @@ async fn forward(
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    parts.uri = match format!("http://{addr}{upstream_path}{query}").parse::<Uri>() {
-        Ok(uri) => uri,
-        Err(_) => return status(StatusCode::BAD_REQUEST, "bad request path"),
+    parts.uri = match upstream_uri(&parts.uri, upstream_path) {
+        Some(uri) => uri,
+        None => return status(StatusCode::BAD_REQUEST, "bad request path"),
     };
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -324,7 +319,7 @@ async fn forward(
     let sent = Instant::now();
     let mut resp = match shared
         .upstream
-        .send(Request::from_parts(parts, body), policy)
+        .send(Request::from_parts(parts, body), addr, policy)
         .await
     {
         Ok(resp) => resp,
@@ -361,6 +356,20 @@ async fn forward(
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body::stream(incoming))
+}
+
+/// The request target sent upstream, in origin form: the (normalised or rewritten) path and the client's
+/// query. The client's own when it is already that (no copy).
+fn upstream_uri(client: &Uri, upstream_path: &str) -> Option<Uri> {
+    let path_and_query = client.path_and_query()?;
+    if path_and_query.path() == upstream_path {
+        return Some(Uri::from(path_and_query.clone()));
+    }
+    let target = match path_and_query.query() {
+        Some(query) => format!("{upstream_path}?{query}"),
+        None => upstream_path.to_owned(),
+    };
+    Uri::try_from(target).ok()
 }
 
 async fn upstream_addr(

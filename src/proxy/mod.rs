@@ -9,6 +9,7 @@ pub mod forward;
 pub mod handler;
 pub mod headers;
 pub mod observe;
+pub mod pool;
 pub mod screen;
 pub mod server;
 

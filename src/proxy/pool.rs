@@ -1,0 +1,253 @@
+//! Keep-alive HTTP/1.1 connections to upstreams, reused across requests (nginx's `upstream keepalive`).
+//!
+//! A connection is taken for one request and comes back when that request's response body has been read
+//! to its end ([`PooledBody`]); a response cut short, or a connection switched to another protocol, is
+//! never reused. Idle connections are kept per (upstream address, send timeout), since the send timeout
+//! is a property of the connection: at most [`MAX_IDLE_PER_KEY`] of them, each for at most
+//! [`IDLE_TIMEOUT`]; a background sweep closes the expired ones.
+//!
+//! Each connection is driven by its own task (hyper's client connection); the request's task talks to it
+//! through hyper's `SendRequest`. Compared with hyper-util's general-purpose client this skips the URI-keyed
+//! pool, its per-request readiness task and the absolute-form URI round trip.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::proxy::body::ProxyBody;
+use crate::proxy::forward::{ForwardError, SendTimeoutIo};
+
+/// ingress-nginx's `upstream-keepalive-connections` default.
+pub const MAX_IDLE_PER_KEY: usize = 320;
+/// ingress-nginx's `upstream-keepalive-timeout` default.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often idle connections past [`IDLE_TIMEOUT`] are closed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Which idle connections can serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub addr: SocketAddr,
+    pub send_timeout: Duration,
+}
+
+struct Idle {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+impl Idle {
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    sweeping: AtomicBool,
+}
+
+impl Inner {
+    fn idle(&self) -> MutexGuard<'_, HashMap<PoolKey, Vec<Idle>>> {
+        // Liveness: held only to push or pop, never across an await; a panic elsewhere cannot leave the
+        // map half-updated.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn put(self: &Arc<Self>, key: PoolKey, sender: SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        {
+            let mut idle = self.idle();
+            let list = idle.entry(key).or_default();
+            if list.len() >= MAX_IDLE_PER_KEY {
+                // The oldest is the first to expire upstream anyway.
+                list.remove(0);
+            }
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+        // A body can be dropped outside the runtime (at shutdown): then there is nothing to sweep for.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && !self.sweeping.swap(true, Ordering::Relaxed)
+        {
+            runtime.spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+
+    /// Drop idle connections past their time or closed upstream; `false` once nothing is idle.
+    fn sweep(&self) -> bool {
+        let now = Instant::now();
+        let mut idle = self.idle();
+        idle.retain(|_, list| {
+            list.retain(|entry| entry.usable(now));
+            !list.is_empty()
+        });
+        !idle.is_empty()
+    }
+}
+
+/// Runs while connections are idle; started again by the next `put` once it has ended.
+async fn sweep(pool: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let Some(pool) = pool.upgrade() else { return };
+        if !pool.sweep() {
+            pool.sweeping.store(false, Ordering::Relaxed);
+            // A `put` between the sweep and the flag's reset saw `sweeping` still set: look once more.
+            if pool.sweep() && !pool.sweeping.swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            return;
+        }
+    }
+}
+
+/// The upstream connection pool; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle: usize = self.inner.idle().values().map(Vec::len).sum();
+        f.debug_struct("Pool").field("idle", &idle).finish()
+    }
+}
+
+impl Pool {
+    /// The most recently used idle connection still open (the likeliest to be still open upstream too).
+    pub fn take(&self, key: &PoolKey) -> Option<SendRequest<ProxyBody>> {
+        let now = Instant::now();
+        let mut idle = self.inner.idle();
+        let list = idle.get_mut(key)?;
+        while let Some(entry) = list.pop() {
+            if entry.usable(now) {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    /// A new connection, its driving task spawned. Upgrades (WebSocket) are passed through on it.
+    pub async fn connect(
+        &self,
+        key: PoolKey,
+        connect_timeout: Duration,
+    ) -> Result<SendRequest<ProxyBody>, ForwardError> {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(key.addr)).await
+        {
+            Err(_) => return Err(ForwardError::ConnectTimeout(connect_timeout)),
+            Ok(Err(e)) => return Err(ForwardError::Connect(format!("{}: {e}", key.addr))),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = SendTimeoutIo::new(TokioIo::new(stream), key.send_timeout);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| ForwardError::Connect(format!("{}: {e}", key.addr)))?;
+        let addr = key.addr;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                debug!(%error, upstream = %addr, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The response body that hands its connection back once read to its end.
+    pub fn body(
+        &self,
+        status: StatusCode,
+        inner: Incoming,
+        key: PoolKey,
+        sender: SendRequest<ProxyBody>,
+    ) -> PooledBody {
+        // A 101 turns the connection into a tunnel: it never carries another request.
+        let back = (status != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
+            pool: self.inner.clone(),
+            key,
+            sender,
+        });
+        PooledBody { inner, back }
+    }
+}
+
+struct Back {
+    pool: Arc<Inner>,
+    key: PoolKey,
+    sender: SendRequest<ProxyBody>,
+}
+
+/// An upstream response body; see [`Pool::body`].
+pub struct PooledBody {
+    inner: Incoming,
+    /// `None` once handed back, or when the connection must not be reused.
+    back: Option<Back>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some(back) = self.back.take() {
+            back.pool.put(back.key, back.sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            // The connection broke mid-body: hyper closes it; it is never handed back.
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // An empty body (HEAD, 204, 304) is never polled; one dropped before its end is not reusable.
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+}
