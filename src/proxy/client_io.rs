@@ -265,16 +265,8 @@ impl<IO> ClientIo<IO> {
                         Verdict::Accept { len, framing } => {
                             let head = self.pending.split_to(len);
                             self.out.unsplit(head);
-                            self.heads_passed += 1;
+                            self.head_passed(framing);
                             self.head_started = (!self.pending.is_empty()).then(Instant::now);
-                            self.phase = match framing {
-                                Framing::None => Phase::Head,
-                                Framing::Length(n) => Phase::Body(BodyScan::Length(n)),
-                                Framing::Chunked => {
-                                    Phase::Body(BodyScan::Chunked(ChunkedScan::default()))
-                                }
-                                Framing::LeftToHyper => Phase::Passthrough,
-                            };
                         }
                         Verdict::Refuse(refusal) => {
                             debug!(remote = %self.remote, status = refusal.status, reason = refusal.reason, "request refused");
@@ -288,6 +280,33 @@ impl<IO> ClientIo<IO> {
                     }
                 }
             }
+        }
+    }
+
+    /// A head was judged and passed on; what follows it is read as `framing` says.
+    fn head_passed(&mut self, framing: Framing) {
+        self.heads_passed += 1;
+        self.phase = match framing {
+            Framing::None => Phase::Head,
+            Framing::Length(n) => Phase::Body(BodyScan::Length(n)),
+            Framing::Chunked => Phase::Body(BodyScan::Chunked(ChunkedScan::default())),
+            Framing::LeftToHyper => Phase::Passthrough,
+        };
+    }
+
+    /// The common case: one read brought exactly one whole, acceptable head and nothing else was waiting.
+    /// It is passed on where it lies, without the copies through `pending` and `out`.
+    fn passes_whole(&mut self, read: &[u8]) -> bool {
+        if !(matches!(self.phase, Phase::Head) && self.pending.is_empty() && self.out.is_empty()) {
+            return false;
+        }
+        match screen::screen(read, self.limits.header_buffers) {
+            Verdict::Accept { len, framing } if len == read.len() => {
+                self.head_passed(framing);
+                self.head_started = None;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -322,11 +341,19 @@ impl<IO> ClientIo<IO> {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
+        // The deadline moves later with every request; the timer is moved only when it must fire sooner,
+        // or when it fired before the deadline (not once per request).
+        if deadline < timer.deadline() {
             timer.as_mut().reset(deadline);
         }
         if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
+        }
+        if Instant::now() < deadline {
+            timer.as_mut().reset(deadline);
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
         let what = match (&self.phase, self.head_started) {
             (Phase::Head, Some(_)) => "client header timeout",
@@ -379,7 +406,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ClientIo<IO> {
                 // End of stream; a partial head is dropped, as nginx drops it.
                 return Poll::Ready(Ok(()));
             }
-            if matches!(this.phase, Phase::Passthrough) {
+            if matches!(this.phase, Phase::Passthrough) || this.passes_whole(&buf.filled()[start..])
+            {
                 return Poll::Ready(Ok(()));
             }
             if matches!(this.phase, Phase::Head) && this.pending.is_empty() {
@@ -524,6 +552,28 @@ mod tests {
         let idle = Instant::now();
         assert_eq!(io.read(&mut buf).await.unwrap(), 0);
         assert_eq!(idle.elapsed(), Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_counts_from_the_last_response_not_the_first() {
+        let (mut client, mut io, state) = wrap(limits());
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut buf = [0u8; 256];
+        let start = Instant::now();
+        for _ in 0..2 {
+            client.write_all(head).await.unwrap();
+            // One read, one whole head: passed on as it was read.
+            let n = io.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], head);
+            drop(state.begin());
+            // Idle for 15 s of the 20 s keep-alive: the read waits, the connection stays open.
+            let idle = tokio::time::timeout(Duration::from_secs(15), io.read(&mut buf)).await;
+            assert!(idle.is_err(), "closed while within keep-alive");
+        }
+        assert_eq!(io.heads_passed, 2);
+        // The timer armed after the first response (due at 20 s) must not close it: 20 s after the second.
+        assert_eq!(io.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(start.elapsed(), Duration::from_secs(35));
     }
 
     #[tokio::test]
