@@ -108,6 +108,17 @@ impl Upstream {
                 .await
                 .unwrap_or(Err(ForwardError::Timeout(read_timeout)));
         }
+        Box::pin(self.send_body(req, addr, policy)).await
+    }
+
+    /// A request with a body to upload: the read timeout starts once all of it was handed over.
+    async fn send_body(
+        &self,
+        req: Request<ProxyBody>,
+        addr: SocketAddr,
+        policy: &Policy,
+    ) -> Result<Response<PooledBody>, ForwardError> {
+        let read_timeout = policy.read_timeout;
         let (sent_tx, sent_rx) = oneshot::channel();
         let req = req.map(|b| body::stream(SignalEnd::new(b, sent_tx)));
         // nginx starts proxy_read_timeout once the request is sent; a slow upload is the send timeout's
@@ -135,7 +146,11 @@ impl Upstream {
         loop {
             let (mut sender, reused) = match self.pool.take(&key) {
                 Some(sender) => (sender, true),
-                None => (self.pool.connect(key, policy.connect_timeout).await?, false),
+                // Boxed: the rare path should not make every request's future larger.
+                None => (
+                    Box::pin(self.pool.connect(key, policy.connect_timeout)).await?,
+                    false,
+                ),
             };
             // A connection handed back at the end of a body may still be finishing that exchange (and
             // find then that the upstream closes it): wait for it to be idle, or move on.

@@ -56,7 +56,8 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     let uri = req.uri().clone();
     let host = request_host(&req);
     let mut seen = Seen::default();
-    let resp = serve(&shared, conn, req, host.as_deref(), &mut seen).await;
+    let raw_host = host.as_ref().and_then(|h| h.to_str().ok());
+    let resp = serve(&shared, conn, req, raw_host, &mut seen).await;
 
     let server = seen.server.as_deref().filter(|n| !n.is_empty());
     let (namespace, ingress) = seen
@@ -187,13 +188,14 @@ async fn serve(
     resp
 }
 
-/// Host header (HTTP/1.1) or `:authority` (HTTP/2, absolute-form).
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    if let Some(authority) = req.uri().authority() {
-        return Some(authority.as_str().to_owned());
-    }
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
-    (!host.is_empty()).then(|| host.to_owned())
+/// Host header (HTTP/1.1) or `:authority` (HTTP/2, absolute-form); `None` when missing, empty or not
+/// visible ASCII. The header's value is shared with the request, not copied.
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    let host = match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok()?,
+        None => req.headers().get(header::HOST)?.clone(),
+    };
+    (host.to_str().is_ok_and(|h| !h.is_empty())).then_some(host)
 }
 
 /// ingress-nginx: 308 to `https://host/uri`, dropping one trailing slash unless `preserve-trailing-slash`.

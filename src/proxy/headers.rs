@@ -1,5 +1,6 @@
 //! Header rules for forwarding: what is hop-by-hop, what the upstream is told about the client.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,10 @@ static PROXY: HeaderName = HeaderName::from_static("proxy");
 /// Remove hop-by-hop headers (and those the `Connection` header names). `Upgrade` is kept only when the
 /// caller passes the request through as an upgrade.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names instead of a lookup per rule.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -47,6 +52,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Is this one of the names `strip_hop_by_hop` always removes? (`Connection` is among them, so the names
+/// it lists only matter when this is true for some header.)
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == PROXY || name == header::UPGRADE
+}
+
 /// What the upstream is told about the client, as ingress-nginx does without `use-forwarded-headers`:
 /// client-supplied X-Forwarded-* values are replaced, never appended to (they cannot be trusted).
 pub struct ClientInfo<'a> {
@@ -57,10 +68,16 @@ pub struct ClientInfo<'a> {
 }
 
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
-    let ip = HeaderValue::from_str(&client.ip.to_string()).ok();
-    if let Some(ip) = ip {
-        headers.insert(X_FORWARDED_FOR.clone(), ip.clone());
-        headers.insert(X_REAL_IP.clone(), ip);
+    // Up to six new names: grow the map once, not once per insert.
+    headers.reserve(6);
+    let mut ip = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut ip[..]);
+    if write!(cursor, "{}", client.ip).is_ok() {
+        let written = usize::try_from(cursor.position()).unwrap_or(0);
+        if let Ok(value) = HeaderValue::from_bytes(&ip[..written]) {
+            headers.insert(X_FORWARDED_FOR.clone(), value.clone());
+            headers.insert(X_REAL_IP.clone(), value);
+        }
     }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
@@ -90,12 +107,18 @@ pub fn new_request_id() -> HeaderValue {
         u64::from_le_bytes(b)
     });
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let id = format!(
-        "{:016x}{:016x}",
-        *PREFIX,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    let mut id = [0u8; 32];
+    hex_u64(*PREFIX, &mut id[..16]);
+    hex_u64(COUNTER.fetch_add(1, Ordering::Relaxed), &mut id[16..]);
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// `n` as 16 lower-case hex digits into `out` (16 bytes).
+fn hex_u64(n: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in out.iter_mut().enumerate().take(16) {
+        *byte = DIGITS[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 /// Does this HTTP/1.1 request ask for a protocol upgrade (WebSocket)?
@@ -143,6 +166,16 @@ mod tests {
     }
 
     #[test]
+    fn each_dropped_header_is_removed_on_its_own_too() {
+        for name in ["proxy", "upgrade", "te", "keep-alive", "transfer-encoding"] {
+            let mut h = headers(&[(name, "x"), ("accept", "*/*")]);
+            strip_hop_by_hop(&mut h, false);
+            let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["accept"], "{name}");
+        }
+    }
+
+    #[test]
     fn upgrade_survives_when_passing_an_upgrade_through() {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&h));
@@ -173,6 +206,31 @@ mod tests {
             "abc",
             "a client's request id is kept"
         );
+    }
+
+    #[test]
+    fn hex_digits_are_big_endian_and_zero_padded() {
+        let mut out = [0u8; 16];
+        hex_u64(0x0123_4567_89ab_cdef, &mut out);
+        assert_eq!(&out, b"0123456789abcdef");
+        hex_u64(0xa, &mut out);
+        assert_eq!(&out, b"000000000000000a");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_named_without_brackets() {
+        let mut h = HeaderMap::new();
+        set_forwarded(
+            &mut h,
+            &ClientInfo {
+                ip: "2001:db8::1".parse().unwrap(),
+                tls: false,
+                host: "a.example",
+                port: 80,
+            },
+        );
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct Exchange {
     /// Only its path is ever logged.
     pub uri: Option<Uri>,
     /// The Host header as sent (normalised for the log).
-    pub host: Option<String>,
+    pub host: Option<HeaderValue>,
     pub status: u16,
     /// The Ingress that served the request, if any.
     pub target: Option<Arc<Target>>,
@@ -54,7 +54,11 @@ impl Exchange {
         if !self.access_log {
             return;
         }
-        let host = self.host.as_deref().map(normalize_host);
+        let host = self
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map(normalize_host);
         tracing::info!(
             target: ACCESS_LOG_TARGET,
             method = self.method.as_ref().map_or("-", Method::as_str),

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::proxy::HandshakeResult;
 use crate::proxy::Shared;
-use crate::proxy::body::{self, ProxyBody};
+use crate::proxy::body;
 use crate::proxy::client_io::{ClientIo, ClientLimits, ConnState, InFlight};
 use crate::proxy::handler::{self, Conn};
 
@@ -92,14 +92,11 @@ async fn run_connection<IO>(
 }
 
 /// The response body, marking its request finished when hyper is done with it.
-fn finishing<B>(inner: B, request: InFlight) -> ProxyBody
-where
-    B: hyper::body::Body<Data = bytes::Bytes, Error = body::BoxError> + Send + Unpin + 'static,
-{
-    body::stream(Finishing {
+fn finishing<B>(inner: B, request: InFlight) -> Finishing<B> {
+    Finishing {
         inner,
         _request: request,
-    })
+    }
 }
 
 struct Finishing<B> {
