@@ -56,8 +56,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     let uri = req.uri().clone();
     let host = request_host(&req);
     let mut seen = Seen::default();
-    let raw_host = host.as_ref().and_then(|h| h.to_str().ok());
-    let resp = serve(&shared, conn, req, raw_host, &mut seen).await;
+    let resp = serve(&shared, conn, req, host.as_ref(), &mut seen).await;
 
     let server = seen.server.as_deref().filter(|n| !n.is_empty());
     let (namespace, ingress) = seen
@@ -110,11 +109,13 @@ async fn serve(
     shared: &Shared,
     conn: Conn,
     req: Request<Incoming>,
-    raw_host: Option<&str>,
+    host_header: Option<&HeaderValue>,
     seen: &mut Seen,
 ) -> Response<ProxyBody> {
     seen.request_id = req.headers().get(&X_REQUEST_ID).cloned();
-    let Some(raw_host) = raw_host else {
+    // `request_host` only returns visible-ASCII values.
+    let Some((host_header, raw_host)) = host_header.and_then(|h| Some((h, h.to_str().ok()?)))
+    else {
         return status(StatusCode::BAD_REQUEST, "missing Host");
     };
     let host = normalize_host(raw_host);
@@ -173,7 +174,7 @@ async fn serve(
         req,
         target,
         policy,
-        raw_host,
+        host_header,
         &upstream_path,
         seen,
     )
@@ -261,7 +262,7 @@ async fn forward(
     mut req: Request<Incoming>,
     target: &Target,
     policy: &Policy,
-    raw_host: &str,
+    host_header: &HeaderValue,
     upstream_path: &str,
     seen: &mut Seen,
 ) -> Response<ProxyBody> {
@@ -298,24 +299,27 @@ async fn forward(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if let Ok(v) = HeaderValue::from_str(raw_host) {
-        parts.headers.insert(header::HOST, v);
-    }
+    parts.headers.insert(header::HOST, host_header.clone());
     let client = ClientInfo {
         ip: conn.remote.ip(),
         tls: conn.tls,
-        host: raw_host,
+        host: host_header,
         port: conn.local_port,
     };
     headers::set_forwarded(&mut parts.headers, &client);
-    let incoming = body::ClientBody::new(incoming, shared.client.body_timeout);
     seen.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
-    let body = match policy.body_limit {
-        Some(limit) => body::stream(Limited::new(
-            incoming,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        )),
-        None => body::stream(incoming),
+    let body = if hyper::body::Body::is_end_stream(&incoming) {
+        // No body (most requests): nothing to time or limit, and no allocation.
+        body::empty()
+    } else {
+        let incoming = body::ClientBody::new(incoming, shared.client.body_timeout);
+        match policy.body_limit {
+            Some(limit) => body::stream(Limited::new(
+                incoming,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )),
+            None => body::stream(incoming),
+        }
     };
 
     let sent = Instant::now();

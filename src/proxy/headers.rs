@@ -63,7 +63,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 pub struct ClientInfo<'a> {
     pub ip: IpAddr,
     pub tls: bool,
-    pub host: &'a str,
+    /// The Host header (or HTTP/2 `:authority`) as the client sent it.
+    pub host: &'a HeaderValue,
     pub port: u16,
 }
 
@@ -83,9 +84,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
-    if let Ok(host) = HeaderValue::from_str(client.host) {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
-    }
+    headers.insert(X_FORWARDED_HOST.clone(), client.host.clone());
     headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(client.port));
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
@@ -192,7 +191,7 @@ mod tests {
             &ClientInfo {
                 ip: "192.0.2.7".parse().unwrap(),
                 tls: true,
-                host: "a.example",
+                host: &HeaderValue::from_static("a.example"),
                 port: 443,
             },
         );
@@ -225,7 +224,7 @@ mod tests {
             &ClientInfo {
                 ip: "2001:db8::1".parse().unwrap(),
                 tls: false,
-                host: "a.example",
+                host: &HeaderValue::from_static("a.example"),
                 port: 80,
             },
         );
