@@ -185,10 +185,10 @@ fn classify(e: &hyper::Error, policy: &Policy) -> ForwardError {
             };
         }
         // io::Error::source skips its payload, so look at the payload itself.
-        if let Some(io) = s.downcast_ref::<io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>()) {
-                return ForwardError::SendTimeout(policy.send_timeout);
-            }
+        if let Some(io) = s.downcast_ref::<io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>())
+        {
+            return ForwardError::SendTimeout(policy.send_timeout);
         }
         source = s.source();
     }

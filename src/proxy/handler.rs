@@ -28,11 +28,24 @@ use crate::routing::table::{Backend, Policy, Resolved, Target, normalize_host};
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conn {
     pub remote: SocketAddr,
     pub local_port: u16,
     pub tls: bool,
+    /// Its X-Forwarded-* values, made once.
+    pub forwarded: ClientInfo,
+}
+
+impl Conn {
+    pub fn new(remote: SocketAddr, local_port: u16, tls: bool) -> Self {
+        Self {
+            remote,
+            local_port,
+            tls,
+            forwarded: ClientInfo::new(remote.ip(), local_port, tls),
+        }
+    }
 }
 
 /// What serving a request found out, for its metrics and access log line.
@@ -49,14 +62,18 @@ struct Seen {
     upstream_error: Option<UpstreamError>,
 }
 
-pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<Observed> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Response<Observed> {
     let started = Instant::now();
     // Cheap copies (a standard method is a tag; a Uri is reference-counted), kept for the access log.
     let method = req.method().clone();
     let uri = req.uri().clone();
     let host = request_host(&req);
     let mut seen = Seen::default();
-    let resp = serve(&shared, conn, req, host.as_ref(), &mut seen).await;
+    let resp = serve(&shared, &conn, req, host.as_ref(), &mut seen).await;
 
     let server = seen.server.as_deref().filter(|n| !n.is_empty());
     let (namespace, ingress) = seen
@@ -107,7 +124,7 @@ pub fn refused(shared: &Shared, resp: Response<ProxyBody>) -> Response<Observed>
 
 async fn serve(
     shared: &Shared,
-    conn: Conn,
+    conn: &Conn,
     req: Request<Incoming>,
     host_header: Option<&HeaderValue>,
     seen: &mut Seen,
@@ -258,7 +275,7 @@ fn check_auth(
 #[allow(clippy::too_many_arguments)] // one call site; each is a distinct input of the forwarded request
 async fn forward(
     shared: &Shared,
-    conn: Conn,
+    conn: &Conn,
     mut req: Request<Incoming>,
     target: &Target,
     policy: &Policy,
@@ -300,13 +317,7 @@ async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     parts.headers.insert(header::HOST, host_header.clone());
-    let client = ClientInfo {
-        ip: conn.remote.ip(),
-        tls: conn.tls,
-        host: host_header,
-        port: conn.local_port,
-    };
-    headers::set_forwarded(&mut parts.headers, &client);
+    headers::set_forwarded(&mut parts.headers, &conn.forwarded, host_header);
     seen.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
     let body = if hyper::body::Body::is_end_stream(&incoming) {
         // No body (most requests): nothing to time or limit, and no allocation.

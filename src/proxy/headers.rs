@@ -1,6 +1,5 @@
 //! Header rules for forwarding: what is hop-by-hop, what the upstream is told about the client.
 
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,34 +57,39 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == PROXY || name == header::UPGRADE
 }
 
-/// What the upstream is told about the client, as ingress-nginx does without `use-forwarded-headers`:
-/// client-supplied X-Forwarded-* values are replaced, never appended to (they cannot be trusted).
-pub struct ClientInfo<'a> {
-    pub ip: IpAddr,
-    pub tls: bool,
-    /// The Host header (or HTTP/2 `:authority`) as the client sent it.
-    pub host: &'a HeaderValue,
-    pub port: u16,
+/// What the upstream is told about the client's connection, as ingress-nginx does without
+/// `use-forwarded-headers`: client-supplied X-Forwarded-* values are replaced, never appended to (they
+/// cannot be trusted). Made once per connection, so a request only copies references.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    ip: HeaderValue,
+    port: HeaderValue,
+    tls: bool,
 }
 
-pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
-    // Up to six new names: grow the map once, not once per insert.
-    headers.reserve(6);
-    let mut ip = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut ip[..]);
-    if write!(cursor, "{}", client.ip).is_ok() {
-        let written = usize::try_from(cursor.position()).unwrap_or(0);
-        if let Ok(value) = HeaderValue::from_bytes(&ip[..written]) {
-            headers.insert(X_FORWARDED_FOR.clone(), value.clone());
-            headers.insert(X_REAL_IP.clone(), value);
+impl ClientInfo {
+    /// `port`: the local port the client connected to.
+    pub fn new(ip: IpAddr, port: u16, tls: bool) -> Self {
+        Self {
+            ip: HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("-")),
+            port: HeaderValue::from(port),
+            tls,
         }
     }
+}
+
+/// `host`: the Host header (or HTTP/2 `:authority`) as the client sent it.
+pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: &HeaderValue) {
+    // Up to six new names: grow the map once, not once per insert.
+    headers.reserve(6);
+    headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+    headers.insert(X_REAL_IP.clone(), client.ip.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
-    headers.insert(X_FORWARDED_HOST.clone(), client.host.clone());
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(client.port));
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
     }
@@ -188,12 +192,8 @@ mod tests {
         let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-request-id", "abc")]);
         set_forwarded(
             &mut h,
-            &ClientInfo {
-                ip: "192.0.2.7".parse().unwrap(),
-                tls: true,
-                host: &HeaderValue::from_static("a.example"),
-                port: 443,
-            },
+            &ClientInfo::new("192.0.2.7".parse().unwrap(), 443, true),
+            &HeaderValue::from_static("a.example"),
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
         assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.7");
@@ -221,12 +221,8 @@ mod tests {
         let mut h = HeaderMap::new();
         set_forwarded(
             &mut h,
-            &ClientInfo {
-                ip: "2001:db8::1".parse().unwrap(),
-                tls: false,
-                host: &HeaderValue::from_static("a.example"),
-                port: 80,
-            },
+            &ClientInfo::new("2001:db8::1".parse().unwrap(), 80, false),
+            &HeaderValue::from_static("a.example"),
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");

@@ -65,8 +65,10 @@ async fn run_connection<IO>(
 {
     let state = ConnState::new();
     let io = ClientIo::new(io, state.clone(), shared.client, conn.remote);
+    let remote = conn.remote;
+    let conn = Arc::new(conn);
     let service = service_fn(move |req| {
-        let (shared, state) = (shared.clone(), state.clone());
+        let (shared, state, conn) = (shared.clone(), state.clone(), conn.clone());
         async move {
             let request = state.begin();
             if let Some(refusal) = state.refusal_for(request.index()) {
@@ -87,7 +89,7 @@ async fn run_connection<IO>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection).await {
-        debug!(%error, remote = %conn.remote, "connection ended with an error");
+        debug!(%error, %remote, "connection ended with an error");
     }
 }
 
@@ -171,11 +173,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn {
-            remote,
-            local_port,
-            tls: tls.is_some(),
-        };
+        let conn = Conn::new(remote, local_port, tls.is_some());
         let (builder, shared, watcher, tls) = (
             builder.clone(),
             shared.clone(),
