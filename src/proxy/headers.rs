@@ -30,24 +30,31 @@ static PROXY: HeaderName = HeaderName::from_static("proxy");
 /// Remove hop-by-hop headers (and those the `Connection` header names). `Upgrade` is kept only when the
 /// caller passes the request through as an upgrade.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass over the names instead of a lookup per rule.
-    if !headers.keys().any(is_hop_by_hop) {
+    let dropped =
+        |name: &HeaderName| is_hop_by_hop(name) && !(keep_upgrade && name == header::UPGRADE);
+    // Most messages carry none or one of them: find those present instead of a lookup per rule.
+    if !headers.keys().any(dropped) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    // The names `Connection` lists (values are shared, not copied; names are looked up as &str, which
+    // allocates nothing and ignores what is not a valid name).
+    let listed: Vec<HeaderValue> = headers
         .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect();
+    for name in listed
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
+        .map(str::trim)
+    {
+        if !(name.is_empty() || keep_upgrade && name.eq_ignore_ascii_case("upgrade")) {
+            headers.remove(name);
+        }
     }
-    headers.remove(&PROXY);
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
+    while let Some(name) = headers.keys().find(|name| dropped(name)).cloned() {
+        headers.remove(&name);
     }
 }
 
@@ -155,7 +162,7 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = headers(&[
-            ("connection", "keep-alive, x-secret"),
+            ("connection", "keep-alive, X-Secret"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
             ("te", "trailers"),
