@@ -882,3 +882,108 @@ async fn proxy_send_timeout_answers_504_when_the_upstream_stops_reading() {
     );
     cg.wait_for_log("upstream did not read the request").await;
 }
+
+#[tokio::test]
+async fn proxy_read_timeout_applies_between_reads_of_the_response_body() {
+    // `/trickle`: 5 body bytes 600 ms apart (2.4 s in all, each gap under the timeout). Anything else: the
+    // head and 10 of 100 promised bytes, then silence with the socket open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            if head.starts_with(b"GET /trickle ") {
+                tokio::spawn(async move {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                        .await;
+                    let mut gap = tokio::time::interval(Duration::from_millis(600));
+                    for b in b"abcde" {
+                        gap.tick().await;
+                        let _ = stream.write_all(&[*b]).await;
+                    }
+                });
+                continue;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                .await;
+            held.push(stream);
+        }
+    });
+    let mut docs = service("stall", upstream);
+    docs.push(ingress(
+        "i",
+        json!({"nginx.ingress.kubernetes.io/proxy-read-timeout": "1"}),
+        "h.example",
+        &[("/", "stall")],
+    ));
+    let (cg, _dir) = start(&docs, &[]);
+
+    let mut stream = TcpStream::connect(cg.http).await.expect("connect");
+    stream
+        .write_all(&get("h.example", "/slow"))
+        .await
+        .expect("request");
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, async {
+        let mut chunk = [0u8; 4096];
+        // EOF or a reset both end it: the client learns the body is cut short.
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("measured: body stalled, read timeout 1 s, connection closed after {took:?}");
+    assert!(closed.is_ok(), "the client connection was held open");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("0123456789"),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(5),
+        "closed after {took:?} (read timeout 1 s)"
+    );
+    cg.wait_for_log("upstream stopped sending the response body")
+        .await;
+
+    // The timeout is between reads, not for the whole body: a slow but steady body arrives whole.
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(cg.http).await.expect("connect");
+    stream
+        .write_all(&get("h.example", "/trickle"))
+        .await
+        .expect("request");
+    let mut received = Vec::new();
+    let whole = tokio::time::timeout(DEADLINE, async {
+        let mut chunk = [0u8; 4096];
+        while !received.ends_with(b"abcde") {
+            match stream.read(&mut chunk).await {
+                Ok(n @ 1..) => received.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        whole.is_ok() && text.ends_with("\r\n\r\nabcde"),
+        "trickled body cut: {text:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(2300),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}

@@ -7,8 +7,8 @@
 //!   for this long (the upstream stopped reading) fails the request with 504;
 //! - `proxy-read-timeout`: from the moment the whole request body was handed to the connection until the
 //!   response head — for a request without a body from the start, so its connect and send time count too
-//!   (nginx starts it once the request is written, and also applies it between reads of the response
-//!   body; certgate does neither yet).
+//!   (nginx starts it once the request is written); then between two successive reads of the response
+//!   body ([`crate::proxy::pool::PooledBody`]).
 //!
 //! Connections come from [`crate::proxy::pool`]; a request that finds its pooled connection closed before
 //! any of it was written is sent again on a new one (as hyper-util's client and nginx do).
@@ -160,7 +160,8 @@ impl Upstream {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let status = resp.status();
-                    return Ok(resp.map(|b| self.pool.body(status, b, key, sender)));
+                    let read_timeout = policy.read_timeout;
+                    return Ok(resp.map(|b| self.pool.body(status, b, key, sender, read_timeout)));
                 }
                 Err(mut e) => match e.take_message() {
                     // The pooled connection closed before the request went out: try the next one.

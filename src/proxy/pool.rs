@@ -2,7 +2,9 @@
 //!
 //! A connection is taken for one request and comes back when that request's response body has been read
 //! to its end ([`PooledBody`]); a response cut short, or a connection switched to another protocol, is
-//! never reused. Idle connections are kept per (upstream address, send timeout), since the send timeout
+//! never reused. While the body streams, nginx's `proxy_read_timeout` applies between two successive
+//! reads: an upstream that stops sending mid-body fails the response (the client's connection is closed,
+//! as nginx closes it) instead of holding it open forever. Idle connections are kept per (upstream address, send timeout), since the send timeout
 //! is a property of the connection: at most [`MAX_IDLE_PER_KEY`] of them, each for at most
 //! [`IDLE_TIMEOUT`]; a background sweep closes the expired ones.
 //!
@@ -24,9 +26,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::proxy::body::ProxyBody;
+use crate::proxy::body::{BoxError, ProxyBody};
 use crate::proxy::forward::{ForwardError, SendTimeoutIo};
 
 /// ingress-nginx's `upstream-keepalive-connections` default.
@@ -175,13 +177,15 @@ impl Pool {
         Ok(sender)
     }
 
-    /// The response body that hands its connection back once read to its end.
+    /// The response body that hands its connection back once read to its end; `read_timeout` bounds each
+    /// wait for more of it.
     pub fn body(
         &self,
         status: StatusCode,
         inner: Incoming,
         key: PoolKey,
         sender: SendRequest<ProxyBody>,
+        read_timeout: Duration,
     ) -> PooledBody {
         // A 101 turns the connection into a tunnel: it never carries another request.
         let back = (status != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
@@ -189,7 +193,14 @@ impl Pool {
             key,
             sender,
         });
-        PooledBody { inner, back }
+        PooledBody {
+            inner,
+            back,
+            upstream: key.addr,
+            read_timeout,
+            stalled: None,
+            last_frame: None,
+        }
     }
 }
 
@@ -204,7 +215,19 @@ pub struct PooledBody {
     inner: Incoming,
     /// `None` once handed back, or when the connection must not be reused.
     back: Option<Back>,
+    upstream: SocketAddr,
+    read_timeout: Duration,
+    /// Armed the first time the body has nothing to give; kept (not re-armed per frame) after that.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the last frame arrived, once the timer is armed: the timer fires at most once per timeout
+    /// and then moves to `last_frame + read_timeout` if data came meanwhile.
+    last_frame: Option<tokio::time::Instant>,
 }
+
+/// The upstream sent nothing of the response body for the read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing of the response body for {0:?}")]
+pub struct BodyReadTimedOut(pub Duration);
 
 impl PooledBody {
     fn release(&mut self) {
@@ -212,26 +235,53 @@ impl PooledBody {
             back.pool.put(back.key, back.sender);
         }
     }
+
+    /// Nothing to read now: `true` once the upstream has been silent for the read timeout.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.read_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        match self.last_frame.take() {
+            Some(last) if last + timeout > tokio::time::Instant::now() => {
+                timer.as_mut().reset(last + timeout);
+                timer.as_mut().poll(cx).is_ready()
+            }
+            _ => true,
+        }
+    }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.stalled.is_some() => {
+                this.last_frame = Some(tokio::time::Instant::now());
+            }
             // The connection broke mid-body: hyper closes it; it is never handed back.
             Poll::Ready(Some(Err(_))) => this.back = None,
+            Poll::Pending if this.timed_out(cx) => {
+                // Dropping the connection's sender (never handed back) closes it.
+                this.back = None;
+                warn!(upstream = %this.upstream, timeout = ?this.read_timeout, "upstream stopped sending the response body; closing");
+                return Poll::Ready(Some(Err(BodyReadTimedOut(this.read_timeout).into())));
+            }
             _ => {}
         }
-        polled
+        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
