@@ -301,3 +301,124 @@ impl Drop for PooledBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A raw HTTP/1.1 upstream on a real socket: answers every request head on a connection with `answer`
+    /// and keeps the connection open.
+    async fn upstream(answer: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                        if head.ends_with(b"\r\n\r\n") {
+                            head.clear();
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn get() -> hyper::Request<ProxyBody> {
+        hyper::Request::builder()
+            .uri("/")
+            .header("host", "a.example")
+            .body(crate::proxy::body::empty())
+            .expect("request")
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// One exchange on a pooled (or new) connection; the response body is returned unread.
+    async fn exchange(pool: &Pool, key: PoolKey) -> (PooledBody, bool) {
+        let (mut sender, reused) = match pool.take(&key) {
+            Some(sender) => (sender, true),
+            None => (pool.connect(key, SECOND).await.expect("connect"), false),
+        };
+        sender.ready().await.expect("ready");
+        let resp = sender.send_request(get()).await.expect("response");
+        let status = resp.status();
+        (
+            pool.body(status, resp.into_body(), key, sender, SECOND),
+            reused,
+        )
+    }
+
+    fn key(addr: SocketAddr) -> PoolKey {
+        PoolKey {
+            addr,
+            send_timeout: SECOND,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_comes_back_once_its_body_is_read_to_the_end() {
+        let key = key(upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await);
+        let pool = Pool::default();
+        let (body, reused) = exchange(&pool, key).await;
+        assert!(!reused);
+        assert!(
+            pool.take(&key).is_none(),
+            "lent out while its body is unread"
+        );
+        let bytes = body.collect().await.expect("body").to_bytes();
+        assert_eq!(&bytes[..], b"ok");
+        let (body, reused) = exchange(&pool, key).await;
+        assert!(reused, "the first connection was not used again");
+        drop(body);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_never_comes_back() {
+        // 5 of 10 promised bytes: the body cannot end.
+        let key = key(upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345").await);
+        let pool = Pool::default();
+        let (mut body, _) = exchange(&pool, key).await;
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.data_ref().map(|d| &d[..]), Some(&b"12345"[..]));
+        drop(body);
+        assert!(
+            pool.take(&key).is_none(),
+            "a half-read connection was pooled"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_never_comes_back() {
+        let key = key(upstream(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+        )
+        .await);
+        let pool = Pool::default();
+        let (body, _) = exchange(&pool, key).await;
+        // Not even held for handing back: the connection task may not have noticed the switch yet.
+        assert!(body.back.is_none(), "a tunnel would be handed back");
+        drop(body);
+        assert!(pool.take(&key).is_none(), "a tunnel was pooled");
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_that_is_never_polled_still_hands_its_connection_back() {
+        let key = key(upstream(b"HTTP/1.1 204 No Content\r\n\r\n").await);
+        let pool = Pool::default();
+        let (body, _) = exchange(&pool, key).await;
+        drop(body);
+        assert!(pool.take(&key).is_some());
+    }
+}
