@@ -1189,7 +1189,9 @@ async fn run(
             (r.key, r.csr_der, Some(r.order_url))
         }
         None => {
-            let key = issue::private_key(wanted, existing_key).map_err(|e| e.to_string())?;
+            let key = issue::private_key_off_runtime(wanted, existing_key)
+                .await
+                .map_err(|e| e.to_string())?;
             let csr = crate::pki::csr::build_csr(&wanted.request, &key.key_pair)
                 .map_err(|e| e.to_string())?;
             if let Some(client) = kube_acme {

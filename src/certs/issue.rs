@@ -31,6 +31,8 @@ pub enum IssueError {
     AccountKey { secret: String, problem: String },
     #[error("HTTP-01 self check for {domain} failed: {problem}")]
     SelfCheck { domain: String, problem: String },
+    #[error("generating the private key: {0}")]
+    KeyTask(String),
 }
 
 /// The private key for this issuance: the existing one when `rotationPolicy: Never` and it still fits the
@@ -47,6 +49,18 @@ pub fn private_key(
         return Ok(existing);
     }
     Ok(key::generate(&wanted.key)?)
+}
+
+/// [`private_key`] on tokio's blocking pool: an RSA key takes tens of milliseconds to seconds to generate, and
+/// with `--worker-threads 1` the runtime's one thread also serves every proxied request.
+pub async fn private_key_off_runtime(
+    wanted: &Wanted,
+    existing_pem: Option<&str>,
+) -> Result<GeneratedKey, IssueError> {
+    let (wanted, existing_pem) = (wanted.clone(), existing_pem.map(str::to_owned));
+    tokio::task::spawn_blocking(move || private_key(&wanted, existing_pem.as_deref()))
+        .await
+        .unwrap_or_else(|e| Err(IssueError::KeyTask(e.to_string())))
 }
 
 /// The data of a `kubernetes.io/tls` Secret.
