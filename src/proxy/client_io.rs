@@ -30,9 +30,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tracing::debug;
 
+use crate::proxy::deadline::MovingDeadline;
 use crate::proxy::screen::{
     self, ChunkProgress, ChunkedScan, Framing, HeaderBuffers, Refusal, Verdict,
 };
@@ -193,7 +194,7 @@ pub struct ClientIo<IO> {
     heads_passed: u64,
     /// When the first byte of the head in `pending` arrived.
     head_started: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: MovingDeadline,
 }
 
 impl<IO> ClientIo<IO> {
@@ -208,7 +209,7 @@ impl<IO> ClientIo<IO> {
             out: BytesMut::new(),
             heads_passed: 0,
             head_started: None,
-            timer: None,
+            timer: MovingDeadline::default(),
         }
     }
 
@@ -338,22 +339,9 @@ impl<IO> ClientIo<IO> {
         let Some(deadline) = self.deadline() else {
             return Poll::Pending;
         };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        // The deadline moves later with every request; the timer is moved only when it must fire sooner,
-        // or when it fired before the deadline (not once per request).
-        if deadline < timer.deadline() {
-            timer.as_mut().reset(deadline);
-        }
-        if timer.as_mut().poll(cx).is_pending() {
+        // The deadline moves later with every request.
+        if self.timer.poll_until(cx, deadline).is_pending() {
             return Poll::Pending;
-        }
-        if Instant::now() < deadline {
-            timer.as_mut().reset(deadline);
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
         }
         let what = match (&self.phase, self.head_started) {
             (Phase::Head, Some(_)) => "client header timeout",

@@ -31,7 +31,6 @@ pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 #[derive(Debug, Clone)]
 pub struct Conn {
     pub remote: SocketAddr,
-    pub local_port: u16,
     pub tls: bool,
     /// Its X-Forwarded-* values, made once.
     pub forwarded: ClientInfo,
@@ -41,7 +40,6 @@ impl Conn {
     pub fn new(remote: SocketAddr, local_port: u16, tls: bool) -> Self {
         Self {
             remote,
-            local_port,
             tls,
             forwarded: ClientInfo::new(remote.ip(), local_port, tls),
         }

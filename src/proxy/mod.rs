@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod client_io;
+pub mod deadline;
 pub mod forward;
 pub mod handler;
 pub mod headers;

@@ -6,7 +6,7 @@
 //! reads: an upstream that stops sending mid-body fails the response (the client's connection is closed,
 //! as nginx closes it) instead of holding it open forever. Idle connections are kept per (upstream address, send timeout), since the send timeout
 //! is a property of the connection: at most [`MAX_IDLE_PER_KEY`] of them, each for at most
-//! [`IDLE_TIMEOUT`]; a background sweep closes the expired ones.
+//! [`IDLE_TIMEOUT`]; a background sweep every 10 s closes the expired ones.
 //!
 //! Each connection is driven by its own task (hyper's client connection); the request's task talks to it
 //! through hyper's `SendRequest`. Compared with hyper-util's general-purpose client this skips the URI-keyed
@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use crate::proxy::body::{BoxError, ProxyBody};
+use crate::proxy::deadline::MovingDeadline;
 use crate::proxy::forward::{ForwardError, SendTimeoutIo};
 
 /// ingress-nginx's `upstream-keepalive-connections` default.
@@ -59,7 +60,7 @@ impl Idle {
 #[derive(Default)]
 struct Inner {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    sweeping: AtomicBool,
+    sweeper_started: AtomicBool,
 }
 
 impl Inner {
@@ -89,37 +90,30 @@ impl Inner {
         }
         // A body can be dropped outside the runtime (at shutdown): then there is nothing to sweep for.
         if let Ok(runtime) = tokio::runtime::Handle::try_current()
-            && !self.sweeping.swap(true, Ordering::Relaxed)
+            && !self.sweeper_started.swap(true, Ordering::Relaxed)
         {
             runtime.spawn(sweep(Arc::downgrade(self)));
         }
     }
 
-    /// Drop idle connections past their time or closed upstream; `false` once nothing is idle.
-    fn sweep(&self) -> bool {
+    /// Drop idle connections past their time or closed upstream.
+    fn sweep(&self) {
         let now = Instant::now();
-        let mut idle = self.idle();
-        idle.retain(|_, list| {
+        self.idle().retain(|_, list| {
             list.retain(|entry| entry.usable(now));
             !list.is_empty()
         });
-        !idle.is_empty()
     }
 }
 
-/// Runs while connections are idle; started again by the next `put` once it has ended.
+/// Started by the first connection handed back; runs as long as the pool exists.
 async fn sweep(pool: Weak<Inner>) {
+    let mut every =
+        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_INTERVAL, SWEEP_INTERVAL);
     loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
+        every.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        if !pool.sweep() {
-            pool.sweeping.store(false, Ordering::Relaxed);
-            // A `put` between the sweep and the flag's reset saw `sweeping` still set: look once more.
-            if pool.sweep() && !pool.sweeping.swap(true, Ordering::Relaxed) {
-                continue;
-            }
-            return;
-        }
+        pool.sweep();
     }
 }
 
@@ -198,8 +192,8 @@ impl Pool {
             back,
             upstream: key.addr,
             read_timeout,
-            stalled: None,
-            last_frame: None,
+            stalled: MovingDeadline::default(),
+            progress: None,
         }
     }
 }
@@ -217,11 +211,10 @@ pub struct PooledBody {
     back: Option<Back>,
     upstream: SocketAddr,
     read_timeout: Duration,
-    /// Armed the first time the body has nothing to give; kept (not re-armed per frame) after that.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// When the last frame arrived, once the timer is armed: the timer fires at most once per timeout
-    /// and then moves to `last_frame + read_timeout` if data came meanwhile.
-    last_frame: Option<tokio::time::Instant>,
+    stalled: MovingDeadline,
+    /// When the body last made progress, from the first time it had nothing to give (a body that never
+    /// waits never reads the clock).
+    progress: Option<tokio::time::Instant>,
 }
 
 /// The upstream sent nothing of the response body for the read timeout.
@@ -236,22 +229,12 @@ impl PooledBody {
         }
     }
 
-    /// Nothing to read now: `true` once the upstream has been silent for the read timeout.
-    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
-        let timeout = self.read_timeout;
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        if timer.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        match self.last_frame.take() {
-            Some(last) if last + timeout > tokio::time::Instant::now() => {
-                timer.as_mut().reset(last + timeout);
-                timer.as_mut().poll(cx).is_ready()
-            }
-            _ => true,
-        }
+    /// Nothing to read now: `true` once the upstream has sent nothing for the read timeout.
+    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let since = *self.progress.get_or_insert_with(tokio::time::Instant::now);
+        self.stalled
+            .poll_until(cx, since + self.read_timeout)
+            .is_ready()
     }
 }
 
@@ -268,12 +251,12 @@ impl Body for PooledBody {
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.stalled.is_some() => {
-                this.last_frame = Some(tokio::time::Instant::now());
+            Poll::Ready(Some(Ok(_))) if this.progress.is_some() => {
+                this.progress = Some(tokio::time::Instant::now());
             }
             // The connection broke mid-body: hyper closes it; it is never handed back.
             Poll::Ready(Some(Err(_))) => this.back = None,
-            Poll::Pending if this.timed_out(cx) => {
+            Poll::Pending if this.silent_too_long(cx) => {
                 // Dropping the connection's sender (never handed back) closes it.
                 this.back = None;
                 warn!(upstream = %this.upstream, timeout = ?this.read_timeout, "upstream stopped sending the response body; closing");
