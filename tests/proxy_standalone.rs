@@ -169,11 +169,8 @@ async fn forwards_client_information_and_drops_hop_by_hop_headers() {
 #[tokio::test]
 async fn error_statuses_name_where_the_failure_is() {
     let live = backend::start("live").await;
-    // A port nobody listens on: bind, note it, close.
-    let dead_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port nobody listens on.
+    let dead_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let dir = tempfile::tempdir().unwrap();
     let mut docs = service("live", live.addr);
     docs.extend(service("dead", dead_addr));

@@ -44,10 +44,42 @@ pub mod kube;
 pub mod netns;
 pub mod pebble;
 
-/// A TCP port free at the moment of asking (for listeners a child process binds).
+/// A TCP port free at the moment of asking (for listeners a child process binds, or for an address
+/// nobody listens on).
+///
+/// It is taken below the kernel's ephemeral range, never from it: between this call and the child's bind,
+/// any outgoing connection on the machine could be given an ephemeral port as its local port, and a
+/// connection attempt to a closed ephemeral port can even connect to itself (TCP simultaneous open). Either
+/// way the child could not bind and a test would fail for no fault of the code under test. The ports
+/// scripts/dev-cluster.sh uses are all below the range searched here.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("its address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 24_000;
+    let high = ephemeral_range_start().max(LOW + 1_000);
+    let span = high - LOW;
+    // A different starting point in each test process, then consecutive ports within it.
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..span {
+        let offset = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(LOW + offset).expect("below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{high}");
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_range_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A command-line tool the test needs: its path, or `None` (test skipped) outside CI when it is missing.
