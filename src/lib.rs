@@ -26,3 +26,8 @@ pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod world;
+
+/// The hash map of the request path and the configuration build (route hosts, upstream pool, metric
+/// handles, SNI names, the builder's indexes): std's SipHash costs several times more per lookup than
+/// foldhash, and these keys come from the configuration, not from clients, so a fast seeded hash is safe.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -12,7 +12,6 @@
 //! allocation); a route's status-class counters are created on first use.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
@@ -24,6 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::FastMap;
 use crate::metrics::{ExactCounter, LATENCY_BUCKETS};
 
 /// `host` label of requests that matched no named server.
@@ -127,7 +127,7 @@ struct Families {
 #[derive(Debug)]
 pub struct ProxyMetrics {
     families: Arc<Families>,
-    routes: ArcSwap<HashMap<RouteKey, Arc<RouteHandles>>>,
+    routes: ArcSwap<FastMap<RouteKey, Arc<RouteHandles>>>,
     tls_ok: Counter,
     tls_failed: Counter,
     tls_timed_out: Counter,
@@ -220,7 +220,7 @@ impl ProxyMetrics {
         };
         let made = Arc::new(RouteHandles::new(self.families.clone(), key.clone()));
         self.routes.rcu(|map| {
-            let mut map = HashMap::clone(map);
+            let mut map = FastMap::clone(map);
             map.entry(key.clone()).or_insert_with(|| made.clone());
             map
         });

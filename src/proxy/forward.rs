@@ -5,10 +5,10 @@
 //! - `proxy-connect-timeout`: establishing the TCP connection (504 when it runs out);
 //! - `proxy-send-timeout`: between two successive writes to the upstream — a write that makes no progress
 //!   for this long (the upstream stopped reading) fails the request with 504;
-//! - `proxy-read-timeout`: from the moment the whole request body was handed to the connection until the
-//!   response head — for a request without a body from the start, so its connect and send time count too
-//!   (nginx starts it once the request is written); then between two successive reads of the response
-//!   body ([`crate::proxy::pool::PooledBody`]).
+//! - `proxy-read-timeout`: from the moment the whole request was handed to the connection until the
+//!   response head (nginx starts it once the request is written); then between two successive reads of
+//!   the response body ([`crate::proxy::pool::PooledBody`]). Both waits use the connection's own timer
+//!   ([`crate::proxy::pool::Lent`]), which is moved, not made again, for each request.
 //!
 //! Connections come from [`crate::proxy::pool`]; a request that finds its pooled connection closed before
 //! any of it was written is sent again on a new one (as hyper-util's client and nginx do).
@@ -29,7 +29,8 @@ use tokio::time::Sleep;
 
 use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
-use crate::proxy::pool::{Pool, PoolKey, PooledBody};
+use crate::proxy::deadline::MovingDeadline;
+use crate::proxy::pool::{Lent, Pool, PoolKey, PooledBody};
 use crate::routing::table::Policy;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +102,11 @@ impl Upstream {
         addr: SocketAddr,
         policy: &Policy,
     ) -> Result<Response<PooledBody>, ForwardError> {
-        let read_timeout = policy.read_timeout;
         if hyper::body::Body::is_end_stream(req.body()) {
-            // Nothing to upload: the read timeout runs from now (nginx: once the request is sent).
-            return tokio::time::timeout(read_timeout, self.exchange(req, addr, policy))
-                .await
-                .unwrap_or(Err(ForwardError::Timeout(read_timeout)));
+            // Nothing to upload: the read timeout runs from when the request goes to the connection.
+            return self
+                .exchange(req, addr, policy, Some(policy.read_timeout))
+                .await;
         }
         Box::pin(self.send_body(req, addr, policy)).await
     }
@@ -128,40 +128,48 @@ impl Upstream {
             tokio::time::sleep(read_timeout).await;
         };
         tokio::select! {
-            result = self.exchange(req, addr, policy) => result,
+            result = self.exchange(req, addr, policy, None) => result,
             () = read_deadline => Err(ForwardError::Timeout(read_timeout)),
         }
     }
 
+    /// `head_timeout`: how long the upstream may take to answer once the request is on its connection
+    /// (`None` when the caller times that itself).
     async fn exchange(
         &self,
         mut req: Request<ProxyBody>,
         addr: SocketAddr,
         policy: &Policy,
+        head_timeout: Option<Duration>,
     ) -> Result<Response<PooledBody>, ForwardError> {
         let key = PoolKey {
             addr,
             send_timeout: policy.send_timeout,
         };
         loop {
-            let (mut sender, reused) = match self.pool.take(&key) {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match self.pool.take(&key) {
+                Some(conn) => (conn, true),
                 // Boxed: the rare path should not make every request's future larger.
                 None => (
                     Box::pin(self.pool.connect(key, policy.connect_timeout)).await?,
                     false,
                 ),
             };
+            let Lent { sender, timer } = &mut conn;
+            let deadline = head_timeout.map(|t| (tokio::time::Instant::now() + t, t));
             // A connection handed back at the end of a body may still be finishing that exchange (and
             // find then that the upstream closes it): wait for it to be idle, or move on.
-            if reused && !sender.is_ready() && sender.ready().await.is_err() {
+            if reused
+                && !sender.is_ready()
+                && before(timer, deadline, sender.ready()).await?.is_err()
+            {
                 continue;
             }
-            match sender.try_send_request(req).await {
+            match before(timer, deadline, sender.try_send_request(req)).await? {
                 Ok(resp) => {
                     let status = resp.status();
                     let read_timeout = policy.read_timeout;
-                    return Ok(resp.map(|b| self.pool.body(status, b, key, sender, read_timeout)));
+                    return Ok(resp.map(|b| self.pool.body(status, b, key, conn, read_timeout)));
                 }
                 Err(mut e) => match e.take_message() {
                     // The pooled connection closed before the request went out: try the next one.
@@ -171,6 +179,27 @@ impl Upstream {
             }
         }
     }
+}
+
+/// `wait`'s output, or [`ForwardError::Timeout`] once `deadline` passes first; `wait` alone without one.
+async fn before<F: Future>(
+    timer: &mut MovingDeadline,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    wait: F,
+) -> Result<F::Output, ForwardError> {
+    let Some((at, timeout)) = deadline else {
+        return Ok(wait.await);
+    };
+    let mut wait = std::pin::pin!(wait);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = wait.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        timer
+            .poll_until(cx, at)
+            .map(|()| Err(ForwardError::Timeout(timeout)))
+    })
+    .await
 }
 
 fn classify(e: &hyper::Error, policy: &Policy) -> ForwardError {

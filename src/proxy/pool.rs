@@ -12,7 +12,6 @@
 //! through hyper's `SendRequest`. Compared with hyper-util's general-purpose client this skips the URI-keyed
 //! pool, its per-request readiness task and the absolute-form URI round trip.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use crate::FastMap;
 use crate::proxy::body::{BoxError, ProxyBody};
 use crate::proxy::deadline::MovingDeadline;
 use crate::proxy::forward::{ForwardError, SendTimeoutIo};
@@ -46,25 +46,33 @@ pub struct PoolKey {
     pub send_timeout: Duration,
 }
 
+/// A connection as the pool lends it: hyper's sender, and the timer that bounds each wait for the upstream
+/// (its response head, then each read of its body). The timer stays with the connection, so a request
+/// does not insert and remove a timer-wheel entry of its own.
+pub struct Lent {
+    pub sender: SendRequest<ProxyBody>,
+    pub timer: MovingDeadline,
+}
+
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: Lent,
     since: Instant,
 }
 
 impl Idle {
     fn usable(&self, now: Instant) -> bool {
-        !self.sender.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+        !self.conn.sender.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
     }
 }
 
 #[derive(Default)]
 struct Inner {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    idle: Mutex<FastMap<PoolKey, Vec<Idle>>>,
     sweeper_started: AtomicBool,
 }
 
 impl Inner {
-    fn idle(&self) -> MutexGuard<'_, HashMap<PoolKey, Vec<Idle>>> {
+    fn idle(&self) -> MutexGuard<'_, FastMap<PoolKey, Vec<Idle>>> {
         // Liveness: held only to push or pop, never across an await; a panic elsewhere cannot leave the
         // map half-updated.
         self.idle
@@ -72,8 +80,8 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn put(self: &Arc<Self>, key: PoolKey, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
+    fn put(self: &Arc<Self>, key: PoolKey, conn: Lent) {
+        if conn.sender.is_closed() {
             return;
         }
         {
@@ -84,7 +92,7 @@ impl Inner {
                 list.remove(0);
             }
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -132,13 +140,13 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// The most recently used idle connection still open (the likeliest to be still open upstream too).
-    pub fn take(&self, key: &PoolKey) -> Option<SendRequest<ProxyBody>> {
+    pub fn take(&self, key: &PoolKey) -> Option<Lent> {
         let now = Instant::now();
         let mut idle = self.inner.idle();
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
             if entry.usable(now) {
-                return Some(entry.sender);
+                return Some(entry.conn);
             }
         }
         None
@@ -149,7 +157,7 @@ impl Pool {
         &self,
         key: PoolKey,
         connect_timeout: Duration,
-    ) -> Result<SendRequest<ProxyBody>, ForwardError> {
+    ) -> Result<Lent, ForwardError> {
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(key.addr)).await
         {
             Err(_) => return Err(ForwardError::ConnectTimeout(connect_timeout)),
@@ -168,7 +176,10 @@ impl Pool {
                 debug!(%error, upstream = %addr, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Lent {
+            sender,
+            timer: MovingDeadline::default(),
+        })
     }
 
     /// The response body that hands its connection back once read to its end; `read_timeout` bounds each
@@ -178,9 +189,10 @@ impl Pool {
         status: StatusCode,
         inner: Incoming,
         key: PoolKey,
-        sender: SendRequest<ProxyBody>,
+        conn: Lent,
         read_timeout: Duration,
     ) -> PooledBody {
+        let Lent { sender, timer } = conn;
         // A 101 turns the connection into a tunnel: it never carries another request.
         let back = (status != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
             pool: self.inner.clone(),
@@ -192,7 +204,7 @@ impl Pool {
             back,
             upstream: key.addr,
             read_timeout,
-            stalled: MovingDeadline::default(),
+            stalled: timer,
             progress: None,
         }
     }
@@ -225,7 +237,14 @@ pub struct BodyReadTimedOut(pub Duration);
 impl PooledBody {
     fn release(&mut self) {
         if let Some(back) = self.back.take() {
-            back.pool.put(back.key, back.sender);
+            let timer = std::mem::take(&mut self.stalled);
+            back.pool.put(
+                back.key,
+                Lent {
+                    sender: back.sender,
+                    timer,
+                },
+            );
         }
     }
 
@@ -330,15 +349,15 @@ mod tests {
 
     /// One exchange on a pooled (or new) connection; the response body is returned unread.
     async fn exchange(pool: &Pool, key: PoolKey) -> (PooledBody, bool) {
-        let (mut sender, reused) = match pool.take(&key) {
-            Some(sender) => (sender, true),
+        let (mut conn, reused) = match pool.take(&key) {
+            Some(conn) => (conn, true),
             None => (pool.connect(key, SECOND).await.expect("connect"), false),
         };
-        sender.ready().await.expect("ready");
-        let resp = sender.send_request(get()).await.expect("response");
+        conn.sender.ready().await.expect("ready");
+        let resp = conn.sender.send_request(get()).await.expect("response");
         let status = resp.status();
         (
-            pool.body(status, resp.into_body(), key, sender, SECOND),
+            pool.body(status, resp.into_body(), key, conn, SECOND),
             reused,
         )
     }

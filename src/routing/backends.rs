@@ -6,7 +6,7 @@
 //! Service port), and a build stays linear with thousands of Ingresses on a few Services. A change to a
 //! Service or to one of its EndpointSlices forgets only that Service's resolutions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 
+use crate::FastMap;
 use crate::routing::table::Backend;
 use crate::world::ObjectKey;
 
@@ -26,7 +27,7 @@ pub type Slices = BTreeMap<ObjectKey, Arc<EndpointSlice>>;
 /// What the resolution of a backend reads.
 pub struct Inputs<'a> {
     pub services: &'a BTreeMap<ObjectKey, Arc<Service>>,
-    pub slices_by_service: &'a HashMap<ObjectKey, Slices>,
+    pub slices_by_service: &'a FastMap<ObjectKey, Slices>,
     /// Loopback endpoints and ExternalName targets: allowed in standalone mode, refused in Kubernetes
     /// mode unless asked for (as ingress-nginx refuses them).
     pub allow_loopback: bool,
@@ -35,7 +36,7 @@ pub struct Inputs<'a> {
 #[derive(Default)]
 pub struct Backends {
     /// namespace/service:number:name → the Service, its backend, and the reports its resolution made.
-    memo: HashMap<String, (ObjectKey, Arc<Backend>, Vec<ReportLine>)>,
+    memo: FastMap<String, (ObjectKey, Arc<Backend>, Vec<ReportLine>)>,
 }
 
 impl Backends {

@@ -11,7 +11,7 @@
 //! test holds the two equal over random change sequences).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -20,6 +20,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use crate::FastMap;
 use crate::routing::backends::{Backends, Inputs, Slices};
 use crate::routing::build::{
     BuildOptions, Built, Compiled, Report, ServerName, class_matches, compile, merge_server,
@@ -38,21 +39,21 @@ pub struct RouteBuilder {
     services: BTreeMap<ObjectKey, Arc<Service>>,
     slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
     secrets: BTreeMap<ObjectKey, Arc<Secret>>,
-    slices_by_service: HashMap<ObjectKey, Slices>,
+    slices_by_service: FastMap<ObjectKey, Slices>,
     backends: Backends,
     /// The served Ingresses, compiled, in precedence order.
     compiled: BTreeMap<Rank, Compiled>,
-    rank_of: HashMap<ObjectKey, Rank>,
+    rank_of: FastMap<ObjectKey, Rank>,
     /// Which served Ingresses name a Service, or an auth Secret.
-    service_users: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
-    secret_users: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    service_users: FastMap<ObjectKey, BTreeSet<ObjectKey>>,
+    secret_users: FastMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Which served Ingresses add to a server, in precedence order (sorted vectors: most servers have one).
-    members: HashMap<ServerName, Vec<Rank>>,
+    members: FastMap<ServerName, Vec<Rank>>,
     /// What merging each server reported (conflicts, invalid regexes).
     merge_reports: BTreeMap<ServerName, Vec<Report>>,
-    exact: HashMap<Arc<str>, Arc<HostRules>>,
+    exact: FastMap<Arc<str>, Arc<HostRules>>,
     /// `*.example.com` is kept under `example.com`.
-    wildcard: HashMap<Arc<str>, Arc<HostRules>>,
+    wildcard: FastMap<Arc<str>, Arc<HostRules>>,
     catch_all: Arc<HostRules>,
 }
 
@@ -65,16 +66,16 @@ impl RouteBuilder {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
             secrets: BTreeMap::new(),
-            slices_by_service: HashMap::new(),
+            slices_by_service: FastMap::default(),
             backends: Backends::default(),
             compiled: BTreeMap::new(),
-            rank_of: HashMap::new(),
-            service_users: HashMap::new(),
-            secret_users: HashMap::new(),
-            members: HashMap::new(),
+            rank_of: FastMap::default(),
+            service_users: FastMap::default(),
+            secret_users: FastMap::default(),
+            members: FastMap::default(),
             merge_reports: BTreeMap::new(),
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: FastMap::default(),
+            wildcard: FastMap::default(),
             catch_all: Arc::new(merge_server(&None, []).0),
         }
     }
@@ -265,7 +266,7 @@ fn service_of(key: &ObjectKey, slice: &EndpointSlice) -> Option<ObjectKey> {
 
 /// Take `user` off the users of each object it used; returns the objects left with no user.
 fn unlink(
-    users: &mut HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    users: &mut FastMap<ObjectKey, BTreeSet<ObjectKey>>,
     used: &[ObjectKey],
     user: &ObjectKey,
 ) -> BTreeSet<ObjectKey> {

@@ -5,7 +5,6 @@
 //! `*.domain` wildcard matching exactly one extra label, then the catch-all of host-less rules). A known host
 //! whose paths do not match falls back to *that host's* default backend, never to the catch-all's rules.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +12,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::FastMap;
 use crate::auth::htpasswd::Htpasswd;
 use crate::routing::path::{self, PathType};
 use crate::world::ObjectKey;
@@ -26,9 +26,9 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<Arc<str>, Arc<HostRules>>,
+    exact: FastMap<Arc<str>, Arc<HostRules>>,
     /// `*.example.com` is stored under `example.com`.
-    wildcard: HashMap<Arc<str>, Arc<HostRules>>,
+    wildcard: FastMap<Arc<str>, Arc<HostRules>>,
     catch_all: Arc<HostRules>,
 }
 
@@ -232,8 +232,8 @@ impl HostRules {
 
 impl RouteTable {
     pub fn new(
-        exact: HashMap<Arc<str>, Arc<HostRules>>,
-        wildcard: HashMap<Arc<str>, Arc<HostRules>>,
+        exact: FastMap<Arc<str>, Arc<HostRules>>,
+        wildcard: FastMap<Arc<str>, Arc<HostRules>>,
         catch_all: Arc<HostRules>,
     ) -> Self {
         Self {

@@ -9,7 +9,6 @@
 //! registers hosts in precedence order and the first registration of a name wins.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+use crate::FastMap;
 
 /// Which rule chose the certificate for a handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +33,9 @@ pub enum Match {
 /// Names are compared case-insensitively (ASCII, as DNS) and a trailing dot is ignored.
 #[derive(Clone)]
 pub struct CertTable {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: FastMap<String, Arc<CertifiedKey>>,
     /// Keyed by the parent domain: `*.example.com` is stored under `example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: FastMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
 
@@ -42,8 +43,8 @@ impl CertTable {
     /// An empty table that answers every handshake with `default`.
     pub fn new(default: Arc<CertifiedKey>) -> Self {
         Self {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: FastMap::default(),
+            wildcard: FastMap::default(),
             default,
         }
     }
