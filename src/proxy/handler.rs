@@ -66,9 +66,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Observed> {
     let started = Instant::now();
-    // Cheap copies (a standard method is a tag; a Uri is reference-counted), kept for the access log.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
+    // Kept for the access log only (a standard method is a tag; a Uri is reference-counted): without the
+    // log, nothing holds on to the client's read buffer once the request has been forwarded.
+    let log = shared.access_log;
+    let method = log.then(|| req.method().clone());
+    let uri = log.then(|| req.uri().clone());
     let host = request_host(&req);
     let mut seen = Seen::default();
     let resp = serve(&shared, &conn, req, host.as_ref(), &mut seen).await;
@@ -89,9 +91,9 @@ pub async fn handle(
     }
     let exchange = Exchange {
         started,
-        method: Some(method),
-        uri: Some(uri),
-        host,
+        method,
+        uri,
+        host: host.filter(|_| log),
         status: resp.status().as_u16(),
         target: seen.target,
         upstream: seen.upstream,
@@ -127,7 +129,9 @@ async fn serve(
     host_header: Option<&HeaderValue>,
     seen: &mut Seen,
 ) -> Response<ProxyBody> {
-    seen.request_id = req.headers().get(&X_REQUEST_ID).cloned();
+    if shared.access_log {
+        seen.request_id = req.headers().get(&X_REQUEST_ID).cloned();
+    }
     // `request_host` only returns visible-ASCII values.
     let Some((host_header, raw_host)) = host_header.and_then(|h| Some((h, h.to_str().ok()?)))
     else {
@@ -307,6 +311,8 @@ async fn forward(
         Some(uri) => uri,
         None => return status(StatusCode::BAD_REQUEST, "bad request path"),
     };
+    // HTTP/1.x heads were screened below hyper: exactly one Host header.
+    let one_host = parts.version < Version::HTTP_2;
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if upgrade {
@@ -314,9 +320,15 @@ async fn forward(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    parts.headers.insert(header::HOST, host_header.clone());
+    // An HTTP/1.1 Host header is already there and kept; an absolute-form target or HTTP/2 `:authority`
+    // names the host instead, and replaces whatever Host headers came with it.
+    if !(one_host && parts.headers.get(header::HOST) == Some(host_header)) {
+        parts.headers.insert(header::HOST, host_header.clone());
+    }
     headers::set_forwarded(&mut parts.headers, &conn.forwarded, host_header);
-    seen.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
+    if shared.access_log {
+        seen.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
+    }
     let body = if hyper::body::Body::is_end_stream(&incoming) {
         // No body (most requests): nothing to time or limit, and no allocation.
         body::empty()
