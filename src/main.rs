@@ -9,6 +9,7 @@ use certgate::cli::{Cli, Command, StatusCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    certgate::tls::install_process_provider();
     // One registry per process, handed to each part that records.
     let metrics = certgate::metrics::Metrics::new();
     match cli.command {

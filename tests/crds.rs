@@ -93,6 +93,7 @@ async fn admin_client(kubeconfig: &str) -> Client {
     let config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .expect("kubeconfig valid");
+    certgate::tls::install_process_provider();
     Client::try_from(config).expect("client")
 }
 

@@ -48,6 +48,7 @@ async fn the_proxy_serves_through_an_apiserver_restart_and_nothing_is_issued_twi
     let Some(netns) = NetNs::create() else { return };
     let backend = netns.backend("web");
     let ip = netns.ip.to_string();
+    certgate::tls::install_process_provider();
     let kube = Client::try_default().await.expect("client");
     support::kube::install_crds(&kube).await;
     let ns = support::unique_name("apiserver");

@@ -97,6 +97,7 @@ async fn serves_ingresses_from_the_cluster_and_follows_changes() {
     let (a, b) = (netns.backend("a"), netns.backend("b"));
     let ip = netns.ip.to_string();
 
+    certgate::tls::install_process_provider();
     let kube = Client::try_default().await.expect("client from KUBECONFIG");
     let ns = support::unique_name("proxy");
     let class = support::unique_name("certgate-class");

@@ -54,6 +54,8 @@ async fn pebble_issues_a_certificate_validated_over_http01() {
         .with_state(tokens.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
+    // instant-acme and rustls' verifier builder take rustls' process-wide provider.
+    certgate::tls::install_process_provider();
     let (account, _credentials) = Account::builder_with_root(&acme_ca)
         .expect("ACME client trusting Pebble's CA")
         .create(

@@ -40,6 +40,7 @@ async fn client_for(kubeconfig: &str, context: &str) -> Client {
     let config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .expect("kubeconfig valid");
+    certgate::tls::install_process_provider();
     Client::try_from(config).expect("client")
 }
 

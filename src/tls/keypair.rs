@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use rustls::crypto::ring::sign::any_supported_type;
+// The same provider as the HTTPS listeners' configuration (src/tls/server_config.rs).
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
@@ -143,7 +144,7 @@ pub fn load(tls_crt: &[u8], tls_key: &[u8]) -> Result<LoadedCert, KeyPairError> 
 
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
-        // `Unknown`: the key cannot report its public key. Every ring key can, so this is unreachable in
+        // `Unknown`: the key cannot report its public key. Every aws-lc-rs key can, so this is unreachable in
         // practice; rustls' own `CertifiedKey::from_der` accepts it the same way.
         Ok(()) | Err(RustlsError::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(RustlsError::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {

@@ -21,3 +21,12 @@ pub(crate) mod testing;
 pub use keypair::{KeyPairError, LoadedCert};
 pub use resolver::{CertTable, Match, SniResolver};
 pub use server_config::server_config;
+
+/// Make ring the process-wide rustls provider, for libraries that build their TLS configuration with
+/// rustls' defaults (kube's client): with two providers compiled in (aws-lc-rs for the HTTPS listeners,
+/// see Cargo.toml) rustls cannot pick one by itself. Call before any such client is made; calling it again
+/// is harmless.
+pub fn install_process_provider() {
+    // An error means a provider is installed already, which is all this asks for.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

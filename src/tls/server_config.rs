@@ -1,4 +1,5 @@
-//! The one rustls `ServerConfig` for HTTPS listeners: ring provider, TLS 1.2 and 1.3, ALPN `h2` then
+//! The one rustls `ServerConfig` for HTTPS listeners: aws-lc-rs provider (see Cargo.toml for why not ring,
+//! which the rest of the binary uses), TLS 1.2 and 1.3, ALPN `h2` then
 //! `http/1.1`, session resumption by cache and by tickets, certificates from an [`SniResolver`].
 //!
 //! It does not accept connections or handle `acme-tls/1` (TLS-ALPN-01 needs its own config).
@@ -17,10 +18,10 @@ pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// extension). A few hundred bytes each: a few MiB at most.
 pub const SESSION_CACHE_SIZE: usize = 8192;
 
-/// Build the server configuration. Fails only if the ring provider cannot produce the configuration
+/// Build the server configuration. Fails only if the provider cannot produce the configuration
 /// (the protocol versions or the ticket key), which does not happen with a working system RNG.
 pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
@@ -29,7 +30,7 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<ServerConfig>, ru
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     // Ticket keys rotate every 6 hours and live only in this process: replicas do not share them, so a
     // client moved to another replica makes a full handshake, as with nginx's default.
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     Ok(Arc::new(config))
 }
 
