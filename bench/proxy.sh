@@ -19,7 +19,7 @@
 #
 # Environment: CARGO_TARGET_DIR, BENCH_DURATION (10), BENCH_CONNECTIONS (64), BENCH_RULES (10000),
 # BENCH_KEY (rsa = RSA 2048, cert-manager's default; or ec = ECDSA P-256), BENCH_PORT_BASE (18000), BENCH_SKIP_UNPINNED (0),
-# BENCH_KEEP_TMP (0), BENCH_OUT (bench/results). Needs root (or sudo) only to install missing packages.
+# BENCH_KEEP_TMP (0), BENCH_OUT (bench/results), BENCH_ROUNDS (3). Needs root (or sudo) only to install missing packages.
 # Nothing resolves bench.local: wrk sends `Host:`, h2load uses --connect-to, s_time sends no SNI.
 set -euo pipefail
 
@@ -27,6 +27,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 CERTGATE=$TARGET_DIR/release/certgate
 DURATION=${BENCH_DURATION:-10}
+# certgate and nginx take turns: each phase runs once per round for each, back to back, and the ratio reported is
+# the median of the rounds' ratios (this VM's own speed drifts by tens of percent over minutes).
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-64}
 H2_CLIENTS=16
 H2_STREAMS=10
@@ -48,7 +51,7 @@ SN_HTTP=$((P + 4080))
 
 T=$(mktemp -d /tmp/certgate-bench.XXXXXX)
 chmod 755 "$T"
-RESULTS=$T/results.tsv   # run target phase rps p50 p99 errors requests cpu_s hwm_mib core0 core1
+RESULTS=$T/results.tsv   # run target phase rps p50 p99 errors requests cpu_s hwm_mib core0 core1 round
 NOTES=$T/notes.md        # free-form lines for the report
 : >"$RESULTS"
 : >"$NOTES"
@@ -363,8 +366,8 @@ parse_stime() { # concatenated s_time outputs + wall_ns → handshakes/s - - err
     END {printf "%.0f - - %d %d\n", (w > 0 ? n / (w / 1e9) : 0), err, n}' "$1"
 }
 
-run_phase() { # RUN TARGET PHASE
-  local run=$1 target=$2 ph=$3 out=$T/$1-$2-$3 pids t0 c0 before after n0 n1 p
+run_phase() { # RUN TARGET PHASE ROUND
+  local run=$1 target=$2 ph=$3 round=$4 out=$T/$1-$2-$3-$4 pids t0 c0 before after n0 n1 p
   pids=$(target_pids "$target")
   reset_hwm $pids
   before=$(proc_ticks $pids); c0=$(cores); t0=$(date +%s%N)
@@ -395,17 +398,27 @@ run_phase() { # RUN TARGET PHASE
     tls-new) figures=$(parse_stime "$out.txt") ;;
     *) figures=$(parse_wrk "$out.txt") ;;
   esac
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$target" "$ph" "$(echo "$figures" | tr ' ' '\t')" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$target" "$ph" "$(echo "$figures" | tr ' ' '\t')" \
     "$(awk -v t=$((after - before)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", t / h}')" "$(mib "$hwm")" \
-    "$(echo "$core" | tr ' ' '\t')" >>"$RESULTS"
-  log "   $run $target $ph: $(tail -1 "$RESULTS" | cut -f4-) ($(ms_since "$t0") ms)"
+    "$(echo "$core" | tr ' ' '\t')" "$round" >>"$RESULTS"
+  log "   $run $target $ph round $round: $(tail -1 "$RESULTS" | cut -f4-12) ($(ms_since "$t0") ms)"
   rm -f "${out}.log"
 }
 
+# Each round runs every phase for certgate and nginx back to back; who goes first alternates.
+proxy_rounds() { # RUN
+  local round ph target order
+  for round in $(seq "$ROUNDS"); do
+    order="certgate nginx"; [ $((round % 2)) -eq 0 ] && order="nginx certgate"
+    for ph in h1 tls-new h2; do
+      for target in $order; do run_phase "$1" "$target" "$ph" "$round"; done
+    done
+  done
+}
+
 phase "load, pinned (proxies on core $PROXY_CPUS, backend + load generator on core $CLIENT_CPUS)"
-for target in backend certgate nginx; do
-  for ph in h1 tls-new h2; do run_phase pinned "$target" "$ph"; done
-done
+for ph in h1 tls-new h2; do run_phase pinned backend "$ph" 1; done
+proxy_rounds pinned
 phase_done
 
 if [ "${BENCH_SKIP_UNPINNED:-0}" != 1 ] && [ "$NCPU" -gt 1 ]; then
@@ -415,9 +428,7 @@ if [ "${BENCH_SKIP_UNPINNED:-0}" != 1 ] && [ "$NCPU" -gt 1 ]; then
   done
   SAVED_CLIENT_CPUS=$CLIENT_CPUS
   CLIENT_CPUS=$ALL_CPUS
-  for target in certgate nginx; do
-    for ph in h1 tls-new h2; do run_phase unpinned "$target" "$ph"; done
-  done
+  proxy_rounds unpinned
   CLIENT_CPUS=$SAVED_CLIENT_CPUS
   for p in $(target_pids backend); do taskset -a -p -c "$CLIENT_CPUS" "$p" >/dev/null; done
   phase_done
@@ -577,6 +588,24 @@ stop_pid "$BE_PID"
 phase_done
 
 # --- report ------------------------------------------------------------------------------------------------
+# certgate/nginx ratios of one run and phase, round by round → "rounds median min max" for req/s, then for p99 ("- - -"
+# when there is no latency figure), then for CPU per request. (mawk has no asort: an insertion sort.)
+ratios() { # RUN PHASE
+  awk -F'\t' -v run="$1" -v ph="$2" '
+    function stats(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return sprintf("%.2f %.2f %.2f", (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2), a[1], a[n]) }
+    $1 == run && $3 == ph { k = $13; rps[$2, k] = $4; p99[$2, k] = $6; cpu[$2, k] = ($8 > 0 ? $9 / $8 : 0)
+      if (!(k in seen)) { seen[k] = 1; ks[++nk] = k } }
+    END {
+      for (i = 1; i <= nk; i++) { k = ks[i]
+        if (rps["nginx", k] > 0 && rps["certgate", k] != "") {
+          r[++n] = rps["certgate", k] / rps["nginx", k]
+          if (p99["nginx", k] != "-" && p99["nginx", k] > 0) q[++m] = p99["certgate", k] / p99["nginx", k]
+          if (cpu["nginx", k] > 0) c[++l] = cpu["certgate", k] / cpu["nginx", k] } }
+      printf "%d %s %s %s\n", n, (n ? stats(r, n) : "0 0 0"), (m ? stats(q, m) : "- - -"), (l ? stats(c, l) : "0 0 0") }' "$RESULTS"
+}
+
 phase "report"
 mkdir -p "$OUT_DIR"
 REPORT=$OUT_DIR/proxy-$(date +%Y-%m-%d).md
@@ -602,7 +631,8 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
   echo "| load generators | wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'), $(h2load --version | head -1) |"
   echo "| certificate | $KEY_DESC, self-signed for bench.local; same for backend, certgate and nginx |"
   echo
-  echo "Each load phase lasts ${DURATION} s. Pinned: the proxy on core $PROXY_CPUS, the backend (nginx, \`return 200 \"ok\\n\"\`) and the load generator on core $CLIENT_CPUS."
+  echo "Each load phase lasts ${DURATION} s; certgate and nginx run each phase once per round, back to back, in $ROUNDS rounds (who goes first alternates),"
+  echo "and the ratios are the median of the rounds' ratios, with their range. Pinned: the proxy on core $PROXY_CPUS, the backend (nginx, \`return 200 \"ok\\n\"\`) and the load generator on core $CLIENT_CPUS."
   echo "*backend* is the backend hit directly (the ceiling). CPU s is the proxy's utime+stime during the phase (nginx: master + worker);"
   echo "peak RSS is VmHWM reset just before the phase (nginx: master + worker summed); core0/core1 are the busy percentages of the two cores"
   echo "(a core near 100 % is the bottleneck)."
@@ -618,16 +648,17 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
         h2) echo "### HTTP/2 over TLS — \`h2load -c$H2_CLIENTS -m$H2_STREAMS -D $DURATION\` (p50/p99 from \`--log-file\`)" ;;
       esac
       echo
-      echo "| target | req/s | p50 ms | p99 ms | errors / non-2xx | requests | proxy CPU s | CPU ms per 1k req | peak RSS MiB | core0 % | core1 % |"
-      echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+      echo "| round | target | req/s | p50 ms | p99 ms | errors / non-2xx | requests | proxy CPU s | CPU ms per 1k req | peak RSS MiB | core0 % | core1 % |"
+      echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
       awk -F'\t' -v run="$run" -v ph="$ph" '$1 == run && $3 == ph {
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $4, $5, $6, $7, $8, $9,
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $13, $2, $4, $5, $6, $7, $8, $9,
           ($8 > 0 ? sprintf("%.1f", 1000000 * $9 / $8) : "-"), $10, $11, $12 }' "$RESULTS"
-      awk -F'\t' -v run="$run" -v ph="$ph" '$1 == run && $3 == ph {rps[$2] = $4; p99[$2] = $6; cpu[$2] = $9; n[$2] = $8}
-        END { if (("certgate" in rps) && ("nginx" in rps) && rps["nginx"] > 0)
-          printf "\n**certgate / nginx:** req/s × %.2f, p99 × %s, CPU per request × %.2f\n", rps["certgate"] / rps["nginx"],
-            (p99["nginx"] > 0 ? sprintf("%.2f", p99["certgate"] / p99["nginx"]) : "n/a"),
-            (n["certgate"] > 0 && n["nginx"] > 0 && cpu["nginx"] > 0) ? (cpu["certgate"] / n["certgate"]) / (cpu["nginx"] / n["nginx"]) : 0 }' "$RESULTS"
+      read -r n rm rlo rhi pm plo phi cm clo chi <<<"$(ratios "$run" "$ph")"
+      if [ "$n" -gt 0 ]; then
+        p99_ratio="p99 n/a"; [ "$pm" != "-" ] && p99_ratio="p99 × $pm ($plo–$phi)"
+        echo
+        echo "**certgate / nginx**, median of $n rounds (range): req/s × $rm ($rlo–$rhi), $p99_ratio, CPU per request × $cm ($clo–$chi)"
+      fi
       echo
     done
   done
@@ -653,16 +684,15 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
   echo
   echo "## Targets"
   echo
-  echo "| target | measured (pinned run) | met? |"
+  echo "| target | measured (pinned run: median of the rounds' certgate / nginx ratios, range) | met? |"
   echo "| --- | --- | --- |"
-  awk -F'\t' '$1 == "pinned" {rps[$2 "/" $3] = $4; p99[$2 "/" $3] = $6}
-    END {
-      split("h1 tls-new h2", phs, " ")
-      for (i = 1; i <= 3; i++) { ph = phs[i]; c = rps["certgate/" ph]; x = rps["nginx/" ph]
-        printf "| certgate req/s ≥ nginx (%s) | %s vs %s (× %.2f) | %s |\n", ph, c, x, (x > 0 ? c / x : 0), (c >= x ? "yes" : "**no**")
-        c = p99["certgate/" ph]; x = p99["nginx/" ph]
-        if (x == "-") printf "| certgate p99 ≤ nginx (%s) | not measured (s_time gives no latency) | n/a |\n", ph
-        else printf "| certgate p99 ≤ nginx (%s) | %s ms vs %s ms | %s |\n", ph, c, x, (c + 0 <= x + 0 ? "yes" : "**no**") } }' "$RESULTS"
+  for ph in h1 tls-new h2; do
+    read -r n rm rlo rhi pm plo phi _ <<<"$(ratios pinned "$ph")"
+    awk -v ph="$ph" -v n="$n" -v rm="$rm" -v rlo="$rlo" -v rhi="$rhi" -v pm="$pm" -v plo="$plo" -v phi="$phi" 'BEGIN {
+      printf "| certgate req/s ≥ nginx (%s) | × %s over %d rounds (%s–%s) | %s |\n", ph, rm, n, rlo, rhi, (rm + 0 >= 1 ? "yes" : "**no**")
+      if (pm == "-") printf "| certgate p99 ≤ nginx (%s) | not measured (s_time gives no latency) | n/a |\n", ph
+      else printf "| certgate p99 ≤ nginx (%s) | × %s (%s–%s) | %s |\n", ph, pm, plo, phi, (pm + 0 <= 1 ? "yes" : "**no**") }'
+  done
   awk -v c="$SC_CHANGE_MAX" -v b="$SC_TOTAL_MAX" -v a="$SC_APPLIED_MAX" -v e="$SC_WRK_ERR" -v r="$RULES" 'BEGIN {
     printf "| change applied < 10 ms at %d rules | slowest of 3: applied after %s ms (of which read + build %s ms; served to a curl probe after %s ms) | %s |\n", r, a, b, c, (a < 10 ? "yes" : "**no**")
     printf "| no failed request during the change | %s errors/non-2xx | %s |\n", e, (e == 0 ? "yes" : "**no**") }'
