@@ -216,8 +216,7 @@ async fn no_issuance_while_cert_manager_holds_its_lease_then_adoption_without_re
     if support::tool("openssl").is_none() {
         return;
     }
-    certgate::tls::install_process_provider();
-    let client = Client::try_default().await.expect("client");
+    let client = support::kube::client().await;
     install_crds(&client).await;
     let ns = support::unique_name("cm-lease");
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -73,8 +73,7 @@ async fn certificates_applied_with_the_api_become_ready_with_their_secrets() {
     ]) else {
         return;
     };
-    certgate::tls::install_process_provider();
-    let client = Client::try_default().await.expect("client");
+    let client = support::kube::client().await;
     support::kube::install_crds(&client).await;
     let ns = support::unique_name("certs");
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -518,8 +517,7 @@ async fn one_replica_leads_and_another_takes_over_when_it_dies() {
     let Some([kubeconfig]) = support::dev_cluster_env(["KUBECONFIG"]) else {
         return;
     };
-    certgate::tls::install_process_provider();
-    let client = Client::try_default().await.expect("client");
+    let client = support::kube::client().await;
     let ns = support::unique_name("lease");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
@@ -578,8 +576,7 @@ async fn every_replica_answers_http01_and_a_new_leader_finishes_the_order_of_a_d
     ]) else {
         return;
     };
-    certgate::tls::install_process_provider();
-    let client = Client::try_default().await.expect("client");
+    let client = support::kube::client().await;
     support::kube::install_crds(&client).await;
     let ns = support::unique_name("ha");
     let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -174,8 +174,7 @@ async fn no_request_fails_while_the_controller_renews_the_certificate() {
         return;
     };
     let web = netns.backend("site");
-    certgate::tls::install_process_provider();
-    let kube = kube::Client::try_default().await.expect("client");
+    let kube = support::kube::client().await;
     support::kube::install_crds(&kube).await;
     let ns = support::unique_name("renew");
     let host = format!("{ns}.example.com");

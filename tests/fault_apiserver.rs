@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -48,8 +47,7 @@ async fn the_proxy_serves_through_an_apiserver_restart_and_nothing_is_issued_twi
     let Some(netns) = NetNs::create() else { return };
     let backend = netns.backend("web");
     let ip = netns.ip.to_string();
-    certgate::tls::install_process_provider();
-    let kube = Client::try_default().await.expect("client");
+    let kube = support::kube::client().await;
     support::kube::install_crds(&kube).await;
     let ns = support::unique_name("apiserver");
     let namespaces: Api<Namespace> = Api::all(kube.clone());

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -97,8 +97,7 @@ async fn serves_ingresses_from_the_cluster_and_follows_changes() {
     let (a, b) = (netns.backend("a"), netns.backend("b"));
     let ip = netns.ip.to_string();
 
-    certgate::tls::install_process_provider();
-    let kube = Client::try_default().await.expect("client from KUBECONFIG");
+    let kube = support::kube::client().await;
     let ns = support::unique_name("proxy");
     let class = support::unique_name("certgate-class");
     let namespaces: Api<Namespace> = Api::all(kube.clone());

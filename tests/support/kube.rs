@@ -8,6 +8,13 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 
+/// A client for the dev cluster, from KUBECONFIG. kube builds its TLS configuration with rustls' process-wide
+/// provider, which must be installed first now that two are compiled in (as `main` does).
+pub async fn client() -> Client {
+    certgate::tls::install_process_provider();
+    Client::try_default().await.expect("client from KUBECONFIG")
+}
+
 /// Apply certgate's CRDs and wait until each is established.
 pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
