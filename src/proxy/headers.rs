@@ -1,5 +1,6 @@
 //! Header rules for forwarding: what is hop-by-hop, what the upstream is told about the client.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,18 +118,13 @@ pub fn new_request_id() -> HeaderValue {
         u64::from_le_bytes(b)
     });
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Formatted on the stack: no allocation per request.
     let mut id = [0u8; 32];
-    hex_u64(*PREFIX, &mut id[..16]);
-    hex_u64(COUNTER.fetch_add(1, Ordering::Relaxed), &mut id[16..]);
-    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
-}
-
-/// `n` as 16 lower-case hex digits into `out` (16 bytes).
-fn hex_u64(n: u64, out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in out.iter_mut().enumerate().take(16) {
-        *byte = DIGITS[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+    write!(&mut id[..], "{:016x}{counter:016x}", *PREFIX)
+        .ok()
+        .and_then(|()| HeaderValue::from_bytes(&id).ok())
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Does this HTTP/1.1 request ask for a protocol upgrade (WebSocket)?
@@ -215,15 +211,6 @@ mod tests {
     }
 
     #[test]
-    fn hex_digits_are_big_endian_and_zero_padded() {
-        let mut out = [0u8; 16];
-        hex_u64(0x0123_4567_89ab_cdef, &mut out);
-        assert_eq!(&out, b"0123456789abcdef");
-        hex_u64(0xa, &mut out);
-        assert_eq!(&out, b"000000000000000a");
-    }
-
-    #[test]
     fn an_ipv6_client_is_named_without_brackets() {
         let mut h = HeaderMap::new();
         set_forwarded(
@@ -242,5 +229,11 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
         assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit()));
+        // A per-process prefix, then a counter, each as 16 zero-padded lower-case hex digits.
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        assert_eq!(a[..16], b[..16]);
+        assert_eq!(a, a.to_ascii_lowercase());
+        let counter = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        assert!(counter(b) > counter(a), "{a} then {b}");
     }
 }
