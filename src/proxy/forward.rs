@@ -10,8 +10,10 @@
 //!   the response body ([`crate::proxy::pool::PooledBody`]). Both waits use the connection's own timer
 //!   ([`crate::proxy::pool::Lent`]), which is moved, not made again, for each request.
 //!
-//! Connections come from [`crate::proxy::pool`]; a request that finds its pooled connection closed before
-//! any of it was written is sent again on a new one (as hyper-util's client and nginx do).
+//! Requests without a body (most) go the direct path ([`crate::proxy::direct`]), driven by the request's
+//! own task; requests with a body and upgrades go through hyper's client on connections from
+//! [`crate::proxy::pool`]. On either, a request that finds its pooled connection closed before any of it
+//! was written is sent again on a new one (as hyper-util's client and nginx do).
 
 use std::future::Future;
 use std::io;
@@ -30,6 +32,7 @@ use tokio::time::Sleep;
 use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
 use crate::proxy::deadline::MovingDeadline;
+use crate::proxy::direct::{self, DirectConn};
 use crate::proxy::pool::{Lent, Pool, PoolKey, PooledBody};
 use crate::routing::table::Policy;
 
@@ -87,7 +90,10 @@ impl ForwardError {
 
 #[derive(Debug, Clone, Default)]
 pub struct Upstream {
+    /// Connections hyper's client drives: requests with a body, and upgrades.
     pool: Pool,
+    /// Connections the requests' own tasks drive: everything else ([`crate::proxy::direct`]).
+    direct: Pool<DirectConn>,
 }
 
 impl Upstream {
@@ -101,14 +107,21 @@ impl Upstream {
         req: Request<ProxyBody>,
         addr: SocketAddr,
         policy: &Policy,
-    ) -> Result<Response<PooledBody>, ForwardError> {
-        if hyper::body::Body::is_end_stream(req.body()) {
-            // Nothing to upload: the read timeout runs from when the request goes to the connection.
-            return self
-                .exchange(req, addr, policy, Some(policy.read_timeout))
-                .await;
+    ) -> Result<Response<ProxyBody>, ForwardError> {
+        if !hyper::body::Body::is_end_stream(req.body()) {
+            let resp = Box::pin(self.send_body(req, addr, policy)).await?;
+            return Ok(resp.map(body::stream));
         }
-        Box::pin(self.send_body(req, addr, policy)).await
+        // Only an upgrade request keeps its Upgrade header (hop-by-hop otherwise).
+        if req.headers().contains_key(hyper::header::UPGRADE) {
+            // Nothing to upload: the read timeout runs from when the request goes to the connection.
+            let resp =
+                Box::pin(self.exchange(req, addr, policy, Some(policy.read_timeout))).await?;
+            return Ok(resp.map(body::stream));
+        }
+        let (parts, _) = req.into_parts();
+        let resp = direct::exchange(&self.direct, &parts, addr, policy).await?;
+        Ok(resp.map(body::stream))
     }
 
     /// A request with a body to upload: the read timeout starts once all of it was handed over.

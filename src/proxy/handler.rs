@@ -380,9 +380,8 @@ async fn forward(
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, body::empty());
     }
-    let (mut parts, incoming) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, body::stream(incoming))
+    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    resp
 }
 
 /// The request target sent upstream, in origin form: the (normalised or rewritten) path and the client's

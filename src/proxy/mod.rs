@@ -6,6 +6,7 @@
 pub mod body;
 pub mod client_io;
 pub mod deadline;
+pub mod direct;
 pub mod forward;
 pub mod handler;
 pub mod headers;

@@ -4,13 +4,16 @@
 //! to its end ([`PooledBody`]); a response cut short, or a connection switched to another protocol, is
 //! never reused. While the body streams, nginx's `proxy_read_timeout` applies between two successive
 //! reads: an upstream that stops sending mid-body fails the response (the client's connection is closed,
-//! as nginx closes it) instead of holding it open forever. Idle connections are kept per (upstream address, send timeout), since the send timeout
-//! is a property of the connection: at most [`MAX_IDLE_PER_KEY`] of them, each for at most
-//! [`IDLE_TIMEOUT`]; a background sweep every 10 s closes the expired ones.
+//! as nginx closes it) instead of holding it open forever. Idle connections are kept per (upstream
+//! address, send timeout), since the send timeout is a property of the connection: at most
+//! [`MAX_IDLE_PER_KEY`] of them, each for at most [`IDLE_TIMEOUT`]; a background sweep every 10 s closes
+//! the expired ones.
 //!
-//! Each connection is driven by its own task (hyper's client connection); the request's task talks to it
-//! through hyper's `SendRequest`. Compared with hyper-util's general-purpose client this skips the URI-keyed
-//! pool, its per-request readiness task and the absolute-form URI round trip.
+//! The pool holds one kind of connection ([`Reusable`]): hyper's client connections ([`Lent`], for
+//! requests with a body and upgrades), or the direct path's ([`crate::proxy::direct::DirectConn`]). A
+//! hyper connection is driven by its own task; the request's task talks to it through hyper's
+//! `SendRequest`. Compared with hyper-util's general-purpose client this skips the URI-keyed pool, its
+//! per-request readiness task and the absolute-form URI round trip.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -54,25 +57,45 @@ pub struct Lent {
     pub timer: MovingDeadline,
 }
 
-struct Idle {
-    conn: Lent,
-    since: Instant,
+/// A connection the pool can keep while idle.
+pub trait Reusable: Send + 'static {
+    /// The upstream closed it, or it cannot carry another request.
+    fn is_closed(&self) -> bool;
 }
 
-impl Idle {
-    fn usable(&self, now: Instant) -> bool {
-        !self.conn.sender.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+impl Reusable for Lent {
+    fn is_closed(&self) -> bool {
+        self.sender.is_closed()
     }
 }
 
-#[derive(Default)]
-struct Inner {
-    idle: Mutex<FastMap<PoolKey, Vec<Idle>>>,
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+}
+
+impl<C: Reusable> Idle<C> {
+    fn usable(&self, now: Instant) -> bool {
+        !self.conn.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
+struct Inner<C> {
+    idle: Mutex<FastMap<PoolKey, Vec<Idle<C>>>>,
     sweeper_started: AtomicBool,
 }
 
-impl Inner {
-    fn idle(&self) -> MutexGuard<'_, FastMap<PoolKey, Vec<Idle>>> {
+impl<C> Default for Inner<C> {
+    fn default() -> Self {
+        Self {
+            idle: Mutex::default(),
+            sweeper_started: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<C: Reusable> Inner<C> {
+    fn idle(&self) -> MutexGuard<'_, FastMap<PoolKey, Vec<Idle<C>>>> {
         // Liveness: held only to push or pop, never across an await; a panic elsewhere cannot leave the
         // map half-updated.
         self.idle
@@ -80,8 +103,8 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn put(self: &Arc<Self>, key: PoolKey, conn: Lent) {
-        if conn.sender.is_closed() {
+    fn put(self: &Arc<Self>, key: PoolKey, conn: C) {
+        if conn.is_closed() {
             return;
         }
         {
@@ -115,7 +138,7 @@ impl Inner {
 }
 
 /// Started by the first connection handed back; runs as long as the pool exists.
-async fn sweep(pool: Weak<Inner>) {
+async fn sweep<C: Reusable>(pool: Weak<Inner<C>>) {
     let mut every =
         tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_INTERVAL, SWEEP_INTERVAL);
     loop {
@@ -125,22 +148,37 @@ async fn sweep(pool: Weak<Inner>) {
     }
 }
 
-/// The upstream connection pool; cheap to clone (shared).
-#[derive(Clone, Default)]
-pub struct Pool {
-    inner: Arc<Inner>,
+/// The upstream connection pool, for one kind of connection; cheap to clone (shared).
+pub struct Pool<C = Lent> {
+    inner: Arc<Inner<C>>,
 }
 
-impl std::fmt::Debug for Pool {
+impl<C> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C> Default for Pool<C> {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+        }
+    }
+}
+
+impl<C: Reusable> std::fmt::Debug for Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let idle: usize = self.inner.idle().values().map(Vec::len).sum();
         f.debug_struct("Pool").field("idle", &idle).finish()
     }
 }
 
-impl Pool {
+impl<C: Reusable> Pool<C> {
     /// The most recently used idle connection still open (the likeliest to be still open upstream too).
-    pub fn take(&self, key: &PoolKey) -> Option<Lent> {
+    pub fn take(&self, key: &PoolKey) -> Option<C> {
         let now = Instant::now();
         let mut idle = self.inner.idle();
         let list = idle.get_mut(key)?;
@@ -152,6 +190,13 @@ impl Pool {
         None
     }
 
+    /// Keep `conn` for the next request to `key` (unless it is closed, or the pool for `key` is full).
+    pub fn put(&self, key: PoolKey, conn: C) {
+        self.inner.put(key, conn);
+    }
+}
+
+impl Pool<Lent> {
     /// A new connection, its driving task spawned. Upgrades (WebSocket) are passed through on it.
     pub async fn connect(
         &self,
@@ -211,7 +256,7 @@ impl Pool {
 }
 
 struct Back {
-    pool: Arc<Inner>,
+    pool: Arc<Inner<Lent>>,
     key: PoolKey,
     sender: SendRequest<ProxyBody>,
 }

@@ -1,0 +1,376 @@
+//! HTTP/1.1 message heads on the direct upstream path: the request head written, the response head parsed
+//! (httparse, the parser hyper uses), and how the response body is delimited (RFC 9112 §6.3). Pure
+//! functions over buffers.
+
+use bytes::{Bytes, BytesMut};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+
+/// The longest response head accepted ("upstream sent too big header" beyond, as nginx says: a 502).
+pub const MAX_RESPONSE_HEAD: usize = 64 << 10;
+/// Most header fields in a response head (hyper's limit).
+const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("upstream sent a response head longer than {MAX_RESPONSE_HEAD} bytes")]
+    TooLarge,
+    #[error("upstream sent an invalid response head: {0}")]
+    Invalid(&'static str),
+    #[error("upstream sent conflicting or invalid Content-Length")]
+    BadContentLength,
+}
+
+/// Write the request head for `method target` with `headers` into `out` (cleared first). A POST, PUT or
+/// PATCH without a body says so with `Content-Length: 0`, as hyper's client does: some servers refuse such
+/// requests without a length.
+pub fn encode_request(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head. Header values share the head's bytes (no copy).
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    /// `HTTP/1.0`: the connection closes after the response unless it says keep-alive.
+    pub http10: bool,
+    pub headers: HeaderMap,
+}
+
+/// Take one complete response head off the front of `buf`: `Ok(None)` while it is incomplete.
+pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadError> {
+    let Some(len) = head_len(buf) else {
+        return if buf.len() > MAX_RESPONSE_HEAD {
+            Err(HeadError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    if len > MAX_RESPONSE_HEAD {
+        return Err(HeadError::TooLarge);
+    }
+    let head: Bytes = buf.split_to(len).freeze();
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    match response.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Invalid("incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Invalid("too many headers")),
+        Err(_) => return Err(HeadError::Invalid("not an HTTP/1.x response head")),
+    }
+    let code = response.code.ok_or(HeadError::Invalid("no status"))?;
+    let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("bad status code"))?;
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| HeadError::Invalid("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
+            .map_err(|_| HeadError::Invalid("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        http10: response.version == Some(0),
+        headers,
+    }))
+}
+
+/// Length of the head at the front of `buf` through its empty line (CRLF CRLF, or bare LFs as httparse
+/// also accepts), if it is all there.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
+        let end = from + i + 1;
+        match buf.get(end) {
+            Some(b'\n') => return Some(end + 1),
+            Some(b'\r') if buf.get(end + 1) == Some(&b'\n') => return Some(end + 2),
+            Some(_) => from = end,
+            None => return None,
+        }
+    }
+    None
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly this many bytes (0: no body at all).
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection (which then cannot be reused).
+    UntilClose,
+}
+
+pub fn framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<Framing, HeadError> {
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Length(0));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length; a body not chunked last runs until close.
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|coding| !coding.is_empty());
+        return Ok(match last {
+            Some(coding) if coding.eq_ignore_ascii_case("chunked") => Framing::Chunked,
+            _ => Framing::UntilClose,
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let value = value.to_str().map_err(|_| HeadError::BadContentLength)?;
+        // A list of equal values is one length (RFC 9110 §8.6); any other list is an error.
+        for item in value.split(',').map(str::trim) {
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::BadContentLength);
+            }
+            let n: u64 = item.parse().map_err(|_| HeadError::BadContentLength)?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(HeadError::BadContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// May the connection carry another request after this response (its body read to the end)?
+pub fn keeps_alive(head: &ResponseHead) -> bool {
+    let listed = |token: &str| {
+        head.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if head.http10 {
+        listed("keep-alive")
+    } else {
+        !listed("close")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
+        parse_response(&mut BytesMut::from(raw))
+    }
+
+    #[test]
+    fn a_request_head_is_the_method_target_and_headers_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a.example"));
+        headers.append("x-b", HeaderValue::from_static("1"));
+        headers.append("x-b", HeaderValue::from_static("2"));
+        let mut out = vec![b'x'; 3];
+        encode_request(&mut out, &Method::GET, "/p?q=1", &headers);
+        assert_eq!(
+            out,
+            b"GET /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-b: 1\r\nx-b: 2\r\n\r\n"
+        );
+        encode_request(&mut out, &Method::POST, "/", &HeaderMap::new());
+        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn a_response_head_is_taken_off_the_buffer_and_the_body_stays() {
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok"[..]);
+        let head = parse_response(&mut buf).expect("valid").expect("complete");
+        assert_eq!(head.status, StatusCode::CREATED);
+        assert!(!head.http10);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(head.headers[header::CONTENT_LENGTH], "2");
+        assert_eq!(&buf[..], b"ok");
+    }
+
+    #[test]
+    fn an_incomplete_head_waits_and_an_endless_one_is_refused() {
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Le")
+                .expect("valid")
+                .is_none()
+        );
+        assert!(parse(b"HTTP/1.1 200 OK\r\n").expect("valid").is_none());
+        let mut endless = b"HTTP/1.1 200 OK\r\n".to_vec();
+        endless.extend(std::iter::repeat_n(b'a', MAX_RESPONSE_HEAD));
+        assert_eq!(parse(&endless).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn bare_line_feeds_end_a_head_too() {
+        let head = parse(b"HTTP/1.0 200 OK\nA: 1\n\nbody")
+            .expect("valid")
+            .expect("complete");
+        assert!(head.http10);
+        assert_eq!(head.headers["a"], "1");
+    }
+
+    #[test]
+    fn garbage_is_not_a_response() {
+        assert!(matches!(
+            parse(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(HeadError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(b"HTTP/1.1 20 OK\r\n\r\n"),
+            Err(HeadError::Invalid(_))
+        ));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    /// Request method, response status, response headers, and the framing they make.
+    type Case<'a> = (
+        &'a Method,
+        StatusCode,
+        &'a [(&'a str, &'a str)],
+        Result<Framing, HeadError>,
+    );
+
+    #[test]
+    fn the_body_is_delimited_as_rfc_9112_says() {
+        let ok = StatusCode::OK;
+        let get = &Method::GET;
+        let cases: &[Case] = &[
+            (
+                get,
+                ok,
+                &[("content-length", "12")],
+                Ok(Framing::Length(12)),
+            ),
+            (
+                get,
+                ok,
+                &[("content-length", "3, 3")],
+                Ok(Framing::Length(3)),
+            ),
+            (
+                get,
+                ok,
+                &[("content-length", "3"), ("content-length", "3")],
+                Ok(Framing::Length(3)),
+            ),
+            (
+                get,
+                ok,
+                &[("content-length", "3, 4")],
+                Err(HeadError::BadContentLength),
+            ),
+            (
+                get,
+                ok,
+                &[("content-length", "-1")],
+                Err(HeadError::BadContentLength),
+            ),
+            (
+                get,
+                ok,
+                &[("content-length", "+1")],
+                Err(HeadError::BadContentLength),
+            ),
+            (
+                get,
+                ok,
+                &[("transfer-encoding", "chunked")],
+                Ok(Framing::Chunked),
+            ),
+            (
+                get,
+                ok,
+                &[("transfer-encoding", "gzip, Chunked")],
+                Ok(Framing::Chunked),
+            ),
+            (
+                get,
+                ok,
+                &[("transfer-encoding", "chunked"), ("content-length", "5")],
+                Ok(Framing::Chunked),
+            ),
+            (
+                get,
+                ok,
+                &[("transfer-encoding", "chunked, gzip")],
+                Ok(Framing::UntilClose),
+            ),
+            (get, ok, &[], Ok(Framing::UntilClose)),
+            (
+                &Method::HEAD,
+                ok,
+                &[("content-length", "12")],
+                Ok(Framing::Length(0)),
+            ),
+            (get, StatusCode::NO_CONTENT, &[], Ok(Framing::Length(0))),
+            (
+                get,
+                StatusCode::NOT_MODIFIED,
+                &[("content-length", "9")],
+                Ok(Framing::Length(0)),
+            ),
+        ];
+        for (method, status, pairs, expected) in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs.iter() {
+                map.append(
+                    HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    HeaderValue::from_str(value).expect("value"),
+                );
+            }
+            assert_eq!(
+                &framing(method, *status, &map),
+                expected,
+                "{method} {status} {pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_1_1_keeps_alive_unless_closed_and_1_0_only_when_asked() {
+        let head = |http10, pairs: &[(&'static str, &'static str)]| ResponseHead {
+            status: StatusCode::OK,
+            http10,
+            headers: headers(pairs),
+        };
+        assert!(keeps_alive(&head(false, &[])));
+        assert!(!keeps_alive(&head(false, &[("connection", "Close")])));
+        assert!(!keeps_alive(&head(false, &[("connection", "x, close")])));
+        assert!(!keeps_alive(&head(true, &[])));
+        assert!(keeps_alive(&head(true, &[("connection", "Keep-Alive")])));
+    }
+}

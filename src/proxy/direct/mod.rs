@@ -1,0 +1,257 @@
+//! Requests without a body, sent to an upstream over HTTP/1.1 by the request's own task: the request head
+//! is written, and the response head and body are read, by the futures the client's connection polls. No
+//! connection task, no channel between tasks, no second HTTP state machine: this is most requests, and
+//! on one core their cost is the proxy's throughput.
+//!
+//! Requests with a body to upload, and upgrades (WebSocket), go through hyper's client instead
+//! ([`crate::proxy::pool`]): it reads the response while the body is still being written, and hands the
+//! connection over for a tunnel.
+//!
+//! Timeouts as on hyper's path: `proxy-send-timeout` while a write makes no progress, `proxy-read-timeout`
+//! from the request written to the response head and then between reads of the body. A pooled connection
+//! that turns out closed before any of the response arrived is replaced by a new one, and the request sent
+//! again, when nothing of it was written or the method is idempotent (nginx's and hyper's rule).
+
+mod body;
+mod chunked;
+mod head;
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper::http::request;
+use hyper::{Response, StatusCode, Version};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::metrics::proxy::UpstreamError;
+use crate::proxy::deadline::MovingDeadline;
+use crate::proxy::forward::ForwardError;
+use crate::proxy::pool::{Pool, PoolKey, Reusable};
+use crate::routing::table::Policy;
+
+pub use body::DirectBody;
+use head::{Framing, HeadError};
+
+/// Room made in the read buffer before each read.
+const READ_SIZE: usize = 8 << 10;
+
+/// An upstream connection this path drives itself.
+pub struct DirectConn {
+    stream: TcpStream,
+    /// Read but not yet handed on; empty between requests.
+    read: BytesMut,
+    /// The request head being written (kept to reuse its allocation).
+    write: Vec<u8>,
+    /// Bounds each wait for the upstream; stays with the connection (see [`MovingDeadline`]).
+    timer: MovingDeadline,
+}
+
+impl Reusable for DirectConn {
+    /// An idle keep-alive connection has nothing to read: readable means the upstream closed it (or sent
+    /// something unasked). Checked against the readiness the runtime already has, without a system call
+    /// unless it says readable.
+    fn is_closed(&self) -> bool {
+        if !self.read.is_empty() {
+            return true;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            // Readiness can be left over from the last read; only a read tells.
+            Poll::Ready(Ok(())) => !matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+}
+
+impl DirectConn {
+    async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ForwardError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(ForwardError::ConnectTimeout(timeout)),
+            Ok(Err(e)) => return Err(ForwardError::Connect(format!("{addr}: {e}"))),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(Self {
+            stream,
+            read: BytesMut::with_capacity(READ_SIZE),
+            write: Vec::with_capacity(1024),
+            timer: MovingDeadline::default(),
+        })
+    }
+
+    /// Write all of `self.write`; `send_timeout` bounds each wait for the upstream to take more.
+    fn poll_write_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: &mut usize,
+        stalled_since: &mut Option<Instant>,
+        send_timeout: Duration,
+    ) -> Poll<Result<(), Failure>> {
+        while *written < self.write.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.write[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(Failure::Io(io::ErrorKind::WriteZero.into())));
+                }
+                Poll::Ready(Ok(n)) => {
+                    *written += n;
+                    *stalled_since = None;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
+                Poll::Pending => {
+                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    return match self.timer.poll_until(cx, since + send_timeout) {
+                        Poll::Ready(()) => Poll::Ready(Err(Failure::SendTimeout)),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Read more into the buffer: `Ok(0)` at end of stream.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.read.reserve(READ_SIZE);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+    }
+}
+
+/// Why one attempt failed.
+enum Failure {
+    Io(io::Error),
+    SendTimeout,
+    ReadTimeout,
+    Head(HeadError),
+    /// The upstream closed the connection before the response head was complete.
+    Closed,
+}
+
+impl Failure {
+    fn into_error(self, policy: &Policy) -> ForwardError {
+        let upstream = |kind, detail: String| ForwardError::Upstream { kind, detail };
+        match self {
+            Self::Io(e) => upstream(io_kind(&e), e.to_string()),
+            Self::SendTimeout => ForwardError::SendTimeout(policy.send_timeout),
+            Self::ReadTimeout => ForwardError::Timeout(policy.read_timeout),
+            Self::Head(e) => upstream(UpstreamError::Protocol, e.to_string()),
+            Self::Closed => upstream(
+                UpstreamError::Reset,
+                "upstream closed the connection before the response head".into(),
+            ),
+        }
+    }
+}
+
+fn io_kind(e: &io::Error) -> UpstreamError {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | WriteZero => {
+            UpstreamError::Reset
+        }
+        _ => UpstreamError::Other,
+    }
+}
+
+/// Send a request without a body (`parts`, whose URI is the origin-form target) and read the response
+/// head; the body streams from the connection as the client takes it.
+pub async fn exchange(
+    pool: &Pool<DirectConn>,
+    parts: &request::Parts,
+    addr: SocketAddr,
+    policy: &Policy,
+) -> Result<Response<DirectBody>, ForwardError> {
+    let key = PoolKey {
+        addr,
+        send_timeout: policy.send_timeout,
+    };
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    loop {
+        let (mut conn, reused) = match pool.take(&key) {
+            Some(conn) => (conn, true),
+            // Boxed: the rare path should not make every request's future larger.
+            None => (
+                Box::pin(DirectConn::connect(addr, policy.connect_timeout)).await?,
+                false,
+            ),
+        };
+        head::encode_request(&mut conn.write, &parts.method, target, &parts.headers);
+        let mut written = 0;
+        match roundtrip(&mut conn, &mut written, policy).await {
+            Ok(response) => {
+                let framing = head::framing(&parts.method, response.status, &response.headers)
+                    .map_err(|e| Failure::Head(e).into_error(policy))?;
+                let reusable = framing != Framing::UntilClose && head::keeps_alive(&response);
+                let mut resp = Response::new(());
+                *resp.status_mut() = response.status;
+                *resp.version_mut() = Version::HTTP_11;
+                *resp.headers_mut() = response.headers;
+                let body = DirectBody::new(
+                    conn,
+                    framing,
+                    reusable.then(|| (pool.clone(), key)),
+                    policy.read_timeout,
+                    addr,
+                );
+                return Ok(resp.map(|()| body));
+            }
+            // A kept connection the upstream had closed: try a fresh one, when sending again is safe.
+            Err(Failure::Io(_) | Failure::Closed)
+                if reused && (written == 0 || parts.method.is_idempotent()) => {}
+            Err(failure) => return Err(failure.into_error(policy)),
+        }
+    }
+}
+
+/// Write the head in `conn.write`, then read up to the end of a final (non-1xx) response head.
+async fn roundtrip(
+    conn: &mut DirectConn,
+    written: &mut usize,
+    policy: &Policy,
+) -> Result<head::ResponseHead, Failure> {
+    let mut stalled_since = None;
+    poll_fn(|cx| conn.poll_write_head(cx, written, &mut stalled_since, policy.send_timeout))
+        .await?;
+    let deadline = Instant::now() + policy.read_timeout;
+    poll_fn(|cx| {
+        loop {
+            match head::parse_response(&mut conn.read) {
+                Ok(Some(head)) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                    return Poll::Ready(Err(Failure::Head(HeadError::Invalid(
+                        "101 Switching Protocols to a request that asked for no upgrade",
+                    ))));
+                }
+                // 100 Continue, 103 Early Hints: the final response follows.
+                Ok(Some(head)) if head.status.is_informational() => continue,
+                Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(Failure::Head(e))),
+            }
+            match conn.poll_read_more(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(Failure::Closed)),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
+                Poll::Pending => {
+                    return match conn.timer.poll_until(cx, deadline) {
+                        Poll::Ready(()) => Poll::Ready(Err(Failure::ReadTimeout)),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests;
