@@ -33,6 +33,7 @@ use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
 use crate::proxy::deadline::MovingDeadline;
 use crate::proxy::direct::{self, DirectConn};
+use crate::proxy::headers::Forwarded;
 use crate::proxy::pool::{Lent, Pool, PoolKey, PooledBody};
 use crate::routing::table::Policy;
 
@@ -104,23 +105,26 @@ impl Upstream {
     /// Send with the route's timeouts; the response body then streams.
     pub async fn send(
         &self,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
+        forwarded: Forwarded<'_>,
         addr: SocketAddr,
         policy: &Policy,
     ) -> Result<Response<ProxyBody>, ForwardError> {
-        if !hyper::body::Body::is_end_stream(req.body()) {
-            let resp = Box::pin(self.send_body(req, addr, policy)).await?;
-            return Ok(resp.map(body::stream));
-        }
+        let upload = !hyper::body::Body::is_end_stream(req.body());
         // Only an upgrade request keeps its Upgrade header (hop-by-hop otherwise).
-        if req.headers().contains_key(hyper::header::UPGRADE) {
-            // Nothing to upload: the read timeout runs from when the request goes to the connection.
-            let resp =
-                Box::pin(self.exchange(req, addr, policy, Some(policy.read_timeout))).await?;
+        let upgrade = req.headers().contains_key(hyper::header::UPGRADE);
+        if !upload && !upgrade {
+            let (parts, _) = req.into_parts();
+            let resp = direct::exchange(&self.direct, &parts, &forwarded, addr, policy).await?;
             return Ok(resp.map(body::stream));
         }
-        let (parts, _) = req.into_parts();
-        let resp = direct::exchange(&self.direct, &parts, addr, policy).await?;
+        forwarded.set_on(req.headers_mut());
+        let resp = if upload {
+            Box::pin(self.send_body(req, addr, policy)).await?
+        } else {
+            // Nothing to upload: the read timeout runs from when the request goes to the connection.
+            Box::pin(self.exchange(req, addr, policy, Some(policy.read_timeout))).await?
+        };
         Ok(resp.map(body::stream))
     }
 

@@ -19,7 +19,7 @@ use crate::auth::basic;
 use crate::metrics::proxy::{CATCH_ALL_HOST, UpstreamError};
 use crate::proxy::Shared;
 use crate::proxy::body::{self, ProxyBody};
-use crate::proxy::headers::{self, ClientInfo, X_REQUEST_ID};
+use crate::proxy::headers::{self, ClientInfo, Forwarded, X_REQUEST_ID};
 use crate::proxy::observe::{Exchange, Observed};
 use crate::routing::path;
 use crate::routing::table::{Backend, Policy, Resolved, Target, normalize_host};
@@ -325,10 +325,17 @@ async fn forward(
     if !(one_host && parts.headers.get(header::HOST) == Some(host_header)) {
         parts.headers.insert(header::HOST, host_header.clone());
     }
-    headers::set_forwarded(&mut parts.headers, &conn.forwarded, host_header);
-    if shared.access_log {
-        seen.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
-    }
+    // The access log names the request id sent upstream: the client's, or one made here for it.
+    let request_id = shared.access_log.then(|| {
+        let id = parts.headers.get(&X_REQUEST_ID).cloned();
+        id.unwrap_or_else(headers::new_request_id)
+    });
+    seen.request_id.clone_from(&request_id);
+    let forwarded = Forwarded {
+        client: &conn.forwarded,
+        host: host_header,
+        request_id,
+    };
     let body = if hyper::body::Body::is_end_stream(&incoming) {
         // No body (most requests): nothing to time or limit, and no allocation.
         body::empty()
@@ -346,7 +353,7 @@ async fn forward(
     let sent = Instant::now();
     let mut resp = match shared
         .upstream
-        .send(Request::from_parts(parts, body), addr, policy)
+        .send(Request::from_parts(parts, body), forwarded, addr, policy)
         .await
     {
         Ok(resp) => resp,

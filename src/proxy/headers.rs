@@ -86,26 +86,69 @@ impl ClientInfo {
     }
 }
 
-/// `host`: the Host header (or HTTP/2 `:authority`) as the client sent it.
-pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: &HeaderValue) {
-    // Up to six new names: grow the map once, not once per insert.
-    headers.reserve(6);
-    headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
-    headers.insert(X_REAL_IP.clone(), client.ip.clone());
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
-    );
-    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-    headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// The fields a forwarded request carries about its client: X-Forwarded-For/-Proto/-Host/-Port and
+/// X-Real-IP replace whatever the client sent; the client's X-Request-ID is kept, else one is made.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    pub client: &'a ClientInfo,
+    /// The Host header (or HTTP/2 `:authority`) as the client sent it.
+    pub host: &'a HeaderValue,
+    /// The X-Request-ID to send when the client sent none; `None`: a new one (the access log, which
+    /// names it, makes it beforehand).
+    pub request_id: Option<HeaderValue>,
+}
+
+impl Forwarded<'_> {
+    /// The fields that replace the client's own.
+    pub fn replacing(&self) -> [(&'static HeaderName, &HeaderValue); 5] {
+        let ip = &self.client.ip;
+        let proto = if self.client.tls { &HTTPS } else { &HTTP };
+        [
+            (&X_FORWARDED_FOR, ip),
+            (&X_REAL_IP, ip),
+            (&X_FORWARDED_PROTO, proto),
+            (&X_FORWARDED_HOST, self.host),
+            (&X_FORWARDED_PORT, &self.client.port),
+        ]
+    }
+
+    /// Is this one of the client's fields that [`Self::replacing`] replaces?
+    pub fn replaces(name: &HeaderName) -> bool {
+        [
+            &X_FORWARDED_FOR,
+            &X_REAL_IP,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PORT,
+        ]
+        .contains(&name)
+    }
+
+    /// Set the fields in a request's header map.
+    pub fn set_on(self, headers: &mut HeaderMap) {
+        // Up to six new names: grow the map once, not once per insert.
+        headers.reserve(6);
+        for (name, value) in self.replacing() {
+            headers.insert(name.clone(), value.clone());
+        }
+        if !headers.contains_key(&X_REQUEST_ID) {
+            let id = self.request_id.unwrap_or_else(new_request_id);
+            headers.insert(X_REQUEST_ID.clone(), id);
+        }
     }
 }
 
 /// 32 hex digits like nginx's `$request_id`: a random per-process prefix and a counter — unique without a
 /// syscall per request.
 pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_digits()).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// [`new_request_id`]'s digits, made on the stack.
+pub fn request_id_digits() -> [u8; 32] {
     static PREFIX: LazyLock<u64> = LazyLock::new(|| {
         let mut b = [0u8; 8];
         // ring's SystemRandom reads the OS generator; on failure fall back to time, still unique per process.
@@ -118,13 +161,11 @@ pub fn new_request_id() -> HeaderValue {
         u64::from_le_bytes(b)
     });
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // Formatted on the stack: no allocation per request.
-    let mut id = [0u8; 32];
+    let mut id = [b'0'; 32];
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
-    write!(&mut id[..], "{:016x}{counter:016x}", *PREFIX)
-        .ok()
-        .and_then(|()| HeaderValue::from_bytes(&id).ok())
-        .unwrap_or(HeaderValue::from_static("0"))
+    // 32 digits always fit: the write cannot fail.
+    let _ = write!(&mut id[..], "{:016x}{counter:016x}", *PREFIX);
+    id
 }
 
 /// Does this HTTP/1.1 request ask for a protocol upgrade (WebSocket)?
@@ -190,14 +231,20 @@ mod tests {
         assert!(!h.contains_key("connection"));
     }
 
+    static HOST: HeaderValue = HeaderValue::from_static("a.example");
+
+    fn forwarded(client: &ClientInfo) -> Forwarded<'_> {
+        Forwarded {
+            client,
+            host: &HOST,
+            request_id: None,
+        }
+    }
+
     #[test]
     fn forwarded_headers_replace_what_the_client_sent() {
         let mut h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-request-id", "abc")]);
-        set_forwarded(
-            &mut h,
-            &ClientInfo::new("192.0.2.7".parse().unwrap(), 443, true),
-            &HeaderValue::from_static("a.example"),
-        );
+        forwarded(&ClientInfo::new("192.0.2.7".parse().unwrap(), 443, true)).set_on(&mut h);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
         assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
@@ -208,16 +255,39 @@ mod tests {
             "abc",
             "a client's request id is kept"
         );
+        let replaced = [
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-port",
+        ];
+        for name in h.keys() {
+            assert_eq!(
+                Forwarded::replaces(name),
+                replaced.contains(&name.as_str()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_id_made_beforehand_is_the_one_sent() {
+        let mut h = HeaderMap::new();
+        let client = ClientInfo::new("192.0.2.7".parse().unwrap(), 80, false);
+        let id = new_request_id();
+        Forwarded {
+            request_id: Some(id.clone()),
+            ..forwarded(&client)
+        }
+        .set_on(&mut h);
+        assert_eq!(h.get("x-request-id"), Some(&id));
     }
 
     #[test]
     fn an_ipv6_client_is_named_without_brackets() {
         let mut h = HeaderMap::new();
-        set_forwarded(
-            &mut h,
-            &ClientInfo::new("2001:db8::1".parse().unwrap(), 80, false),
-            &HeaderValue::from_static("a.example"),
-        );
+        forwarded(&ClientInfo::new("2001:db8::1".parse().unwrap(), 80, false)).set_on(&mut h);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
     }

@@ -6,6 +6,8 @@ use bytes::{Bytes, BytesMut};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
+use crate::proxy::headers::{Forwarded, X_REQUEST_ID, request_id_digits};
+
 /// The longest response head accepted ("upstream sent too big header" beyond, as nginx says: a 502).
 pub const MAX_RESPONSE_HEAD: usize = 64 << 10;
 /// Most header fields in a response head (hyper's limit).
@@ -21,26 +23,51 @@ pub enum HeadError {
     BadContentLength,
 }
 
-/// Write the request head for `method target` with `headers` into `out` (cleared first). A POST, PUT or
-/// PATCH without a body says so with `Content-Length: 0`, as hyper's client does: some servers refuse such
-/// requests without a length.
-pub fn encode_request(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap) {
+/// Write the request head for `method target` with `headers` and the `forwarded` fields into `out`
+/// (cleared first). The forwarded fields go straight into the head, not through the header map: no map
+/// growth, no request id allocated. A POST, PUT or PATCH without a body says so with `Content-Length: 0`,
+/// as hyper's client does: some servers refuse such requests without a length.
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    forwarded: &Forwarded<'_>,
+) {
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_request_id = false;
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if Forwarded::replaces(name) {
+            continue;
+        }
+        has_request_id |= *name == X_REQUEST_ID;
+        field(out, name, value.as_bytes());
+    }
+    for (name, value) in forwarded.replacing() {
+        field(out, name, value.as_bytes());
+    }
+    if !has_request_id {
+        match &forwarded.request_id {
+            Some(id) => field(out, &X_REQUEST_ID, id.as_bytes()),
+            None => field(out, &X_REQUEST_ID, &request_id_digits()),
+        }
     }
     if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
         && !headers.contains_key(header::CONTENT_LENGTH)
     {
         out.extend_from_slice(b"content-length: 0\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -66,9 +93,16 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
         return Err(HeadError::TooLarge);
     }
     let head: Bytes = buf.split_to(len).freeze();
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    match response.parse(&head) {
+    // Left uninitialised: httparse writes the fields it finds (no 3 KiB cleared per response).
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        &head,
+        &mut fields,
+    );
+    match parsed {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Invalid("incomplete head")),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Invalid("too many headers")),
@@ -181,25 +215,71 @@ pub fn keeps_alive(head: &ResponseHead) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::headers::ClientInfo;
 
     fn parse(raw: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
         parse_response(&mut BytesMut::from(raw))
     }
 
+    static HOST: HeaderValue = HeaderValue::from_static("a.example");
+
+    fn encode(
+        method: Method,
+        target: &str,
+        headers: &HeaderMap,
+        id: Option<&'static str>,
+    ) -> String {
+        let client = ClientInfo::new([192, 0, 2, 7].into(), 8443, true);
+        let forwarded = Forwarded {
+            client: &client,
+            host: &HOST,
+            request_id: id.map(HeaderValue::from_static),
+        };
+        let mut out = vec![b'x'; 3];
+        encode_request(&mut out, &method, target, headers, &forwarded);
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    const FORWARDED: &str = "x-forwarded-for: 192.0.2.7\r\nx-real-ip: 192.0.2.7\r\n\
+        x-forwarded-proto: https\r\nx-forwarded-host: a.example\r\nx-forwarded-port: 8443\r\n";
+
     #[test]
-    fn a_request_head_is_the_method_target_and_headers_in_order() {
+    fn a_request_head_is_the_method_target_headers_and_forwarded_fields() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("a.example"));
+        headers.insert(header::HOST, HOST.clone());
         headers.append("x-b", HeaderValue::from_static("1"));
         headers.append("x-b", HeaderValue::from_static("2"));
-        let mut out = vec![b'x'; 3];
-        encode_request(&mut out, &Method::GET, "/p?q=1", &headers);
+        headers.append("x-request-id", HeaderValue::from_static("abc"));
         assert_eq!(
-            out,
-            b"GET /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-b: 1\r\nx-b: 2\r\n\r\n"
+            encode(Method::GET, "/p?q=1", &headers, Some("unused")),
+            format!(
+                "GET /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-b: 1\r\nx-b: 2\r\nx-request-id: abc\r\n{FORWARDED}\r\n"
+            )
         );
-        encode_request(&mut out, &Method::POST, "/", &HeaderMap::new());
-        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(
+            encode(Method::POST, "/", &HeaderMap::new(), Some("id1")),
+            format!("POST / HTTP/1.1\r\n{FORWARDED}x-request-id: id1\r\ncontent-length: 0\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn the_clients_forwarded_fields_are_replaced_and_a_request_id_is_made() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        headers.append("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        headers.append("x-forwarded-proto", HeaderValue::from_static("gopher"));
+        let head = encode(Method::GET, "/", &headers, None);
+        assert!(
+            !head.contains("6.6.6.6") && !head.contains("gopher"),
+            "{head}"
+        );
+        let (start, id) = head.split_once("x-request-id: ").expect("an id");
+        assert_eq!(start, format!("GET / HTTP/1.1\r\n{FORWARDED}"));
+        let id = id.strip_suffix("\r\n\r\n").expect("head end");
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
     }
 
     #[test]

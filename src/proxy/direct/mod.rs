@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use crate::metrics::proxy::UpstreamError;
 use crate::proxy::deadline::MovingDeadline;
 use crate::proxy::forward::ForwardError;
+use crate::proxy::headers::Forwarded;
 use crate::proxy::pool::{Pool, PoolKey, Reusable};
 use crate::routing::table::Policy;
 
@@ -168,6 +169,7 @@ fn io_kind(e: &io::Error) -> UpstreamError {
 pub async fn exchange(
     pool: &Pool<DirectConn>,
     parts: &request::Parts,
+    forwarded: &Forwarded<'_>,
     addr: SocketAddr,
     policy: &Policy,
 ) -> Result<Response<DirectBody>, ForwardError> {
@@ -185,7 +187,13 @@ pub async fn exchange(
                 false,
             ),
         };
-        head::encode_request(&mut conn.write, &parts.method, target, &parts.headers);
+        head::encode_request(
+            &mut conn.write,
+            &parts.method,
+            target,
+            &parts.headers,
+            forwarded,
+        );
         let mut written = 0;
         match roundtrip(&mut conn, &mut written, policy).await {
             Ok(response) => {

@@ -1,15 +1,17 @@
 //! The direct path against raw HTTP/1.1 upstreams on real sockets.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use http_body_util::BodyExt;
 use hyper::body::Body;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::proxy::headers::ClientInfo;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -78,8 +80,27 @@ fn parts(method: Method, target: &str) -> request::Parts {
         .0
 }
 
+static CLIENT: LazyLock<ClientInfo> =
+    LazyLock::new(|| ClientInfo::new([192, 0, 2, 7].into(), 80, false));
+static HOST: HeaderValue = HeaderValue::from_static("a.example");
+
+fn forwarded() -> Forwarded<'static> {
+    Forwarded {
+        client: &CLIENT,
+        host: &HOST,
+        request_id: Some(HeaderValue::from_static("id")),
+    }
+}
+
 async fn get(pool: &Pool<DirectConn>, addr: SocketAddr) -> Result<(u16, Vec<u8>), ForwardError> {
-    let resp = exchange(pool, &parts(Method::GET, "/p?q=1"), addr, &policy()).await?;
+    let resp = exchange(
+        pool,
+        &parts(Method::GET, "/p?q=1"),
+        &forwarded(),
+        addr,
+        &policy(),
+    )
+    .await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     Ok((status, body.to_vec()))
@@ -100,7 +121,13 @@ async fn a_length_delimited_response_is_read_and_its_connection_used_again() {
     );
     assert_eq!(up.connections.load(Ordering::SeqCst), 1, "not reused");
     let heads = up.heads.lock().expect("heads").clone();
-    assert_eq!(heads[0], "GET /p?q=1 HTTP/1.1\r\nhost: a.example\r\n\r\n");
+    assert!(
+        heads[0].starts_with(
+            "GET /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-forwarded-for: 192.0.2.7\r\n"
+        ),
+        "{}",
+        heads[0]
+    );
 }
 
 #[tokio::test]
@@ -164,9 +191,15 @@ async fn a_body_dropped_before_its_end_never_comes_back() {
     const HALF: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345";
     let up = upstream(&[HALF]).await;
     let pool = Pool::default();
-    let resp = exchange(&pool, &parts(Method::GET, "/"), up.addr, &policy())
-        .await
-        .expect("head");
+    let resp = exchange(
+        &pool,
+        &parts(Method::GET, "/"),
+        &forwarded(),
+        up.addr,
+        &policy(),
+    )
+    .await
+    .expect("head");
     let mut body = resp.into_body();
     let first = body.frame().await.expect("a frame").expect("data");
     assert_eq!(first.data_ref().map(|d| &d[..]), Some(&b"12345"[..]));
@@ -182,9 +215,15 @@ async fn a_head_response_has_no_body_and_frees_its_connection_at_once() {
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
     let up = upstream(&[HEAD, HEAD]).await;
     let pool = Pool::default();
-    let resp = exchange(&pool, &parts(Method::HEAD, "/"), up.addr, &policy())
-        .await
-        .expect("head");
+    let resp = exchange(
+        &pool,
+        &parts(Method::HEAD, "/"),
+        &forwarded(),
+        up.addr,
+        &policy(),
+    )
+    .await
+    .expect("head");
     assert_eq!(resp.headers()["content-length"], "9");
     assert!(resp.body().is_end_stream());
     assert!(pool.take(&key(up.addr)).is_some(), "not handed back");
