@@ -136,21 +136,43 @@ async fn forwards_client_information_and_drops_hop_by_hop_headers() {
     ));
     support::write_manifests(dir.path(), "all.yaml", &docs);
     let cg = Certgate::start(dir.path(), &[]);
-    let resp = client(None)
-        .post(url(&cg, "h.example.com", "/submit?x=1"))
-        .header("X-Forwarded-For", "6.6.6.6")
-        .header("Proxy", "http://attacker")
-        .header("Connection", "keep-alive, X-Hop")
-        .header("X-Hop", "secret")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    let e = echo(resp).await;
-    assert_eq!(e.method, "POST");
-    assert_eq!(e.uri, "/submit?x=1");
-    assert_eq!(e.body_len, 5);
-    let h = &e.headers;
+    // With a body (hyper's client upstream) and without (the direct path): the same fields.
+    for (method, body) in [("POST", "hello"), ("GET", "")] {
+        let resp = client(None)
+            .request(
+                method.parse().unwrap(),
+                url(&cg, "h.example.com", "/submit?x=1"),
+            )
+            .header("X-Forwarded-For", "6.6.6.6")
+            .header("X-Real-IP", "6.6.6.6")
+            .header("Proxy", "http://attacker")
+            .header("Connection", "keep-alive, X-Hop")
+            .header("X-Hop", "secret")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        // The backend's own fields pass; those nginx hides do not.
+        let answer = resp.headers();
+        assert_eq!(answer["x-backend"], "a", "{method}");
+        assert_ne!(
+            answer.get("server").map(|v| v.as_bytes()),
+            Some(backend::SERVER.as_bytes()),
+            "{method}"
+        );
+        assert!(
+            !answer.contains_key("x-accel-redirect"),
+            "{method}: {answer:?}"
+        );
+        let e = echo(resp).await;
+        assert_eq!(e.method, method);
+        assert_eq!(e.uri, "/submit?x=1");
+        assert_eq!(e.body_len, body.len());
+        check_forwarded_fields(&e.headers, &cg);
+    }
+}
+
+fn check_forwarded_fields(h: &std::collections::BTreeMap<String, String>, cg: &Certgate) {
     assert_eq!(h["host"], format!("h.example.com:{}", cg.http.port()));
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-real-ip"], "127.0.0.1");

@@ -387,7 +387,7 @@ async fn forward(
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, body::empty());
     }
-    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    headers::strip_response(resp.headers_mut());
     resp
 }
 

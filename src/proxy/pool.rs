@@ -178,12 +178,13 @@ impl<C: Reusable> std::fmt::Debug for Pool<C> {
 
 impl<C: Reusable> Pool<C> {
     /// The most recently used idle connection still open (the likeliest to be still open upstream too).
+    /// Connections past [`IDLE_TIMEOUT`] are the sweep's to close (at most one sweep interval late): no
+    /// clock read here.
     pub fn take(&self, key: &PoolKey) -> Option<C> {
-        let now = Instant::now();
         let mut idle = self.inner.idle();
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
-            if entry.usable(now) {
+            if !entry.conn.is_closed() {
                 return Some(entry.conn);
             }
         }

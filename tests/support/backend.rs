@@ -1,5 +1,7 @@
-//! A real HTTP backend for proxy tests: answers every request with a JSON echo of what it received.
-//! `/hang` never answers (for timeouts); `/ws` accepts a WebSocket-style upgrade and echoes bytes.
+//! A real HTTP backend for proxy tests: answers every request with a JSON echo of what it received, and
+//! with [`SERVER`] in `Server`, `/internal` in `X-Accel-Redirect` (fields nginx hides from clients) and
+//! `X-Backend: <name>`. `/hang` never answers (for timeouts); `/ws` accepts a WebSocket-style upgrade and
+//! echoes bytes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +23,9 @@ pub struct Echo {
     pub headers: BTreeMap<String, String>,
     pub body_len: usize,
 }
+
+/// The backend's `Server` field.
+pub const SERVER: &str = "echo-backend";
 
 pub struct Backend {
     pub addr: SocketAddr,
@@ -97,5 +102,15 @@ async fn echo(backend: String, mut req: Request) -> Response {
     let json = serde_json::json!({
         "backend": backend, "method": method, "uri": uri, "headers": headers, "body_len": body_len
     });
-    axum::Json(json).into_response()
+    let mut resp = axum::Json(json).into_response();
+    let fields = resp.headers_mut();
+    fields.insert(header::SERVER, header::HeaderValue::from_static(SERVER));
+    fields.insert(
+        "x-accel-redirect",
+        header::HeaderValue::from_static("/internal"),
+    );
+    if let Ok(name) = header::HeaderValue::from_str(&backend) {
+        fields.insert("x-backend", name);
+    }
+    resp
 }

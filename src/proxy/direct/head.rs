@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
-use crate::proxy::headers::{Forwarded, X_REQUEST_ID, request_id_digits};
+use crate::proxy::headers::{self, Forwarded, X_REQUEST_ID, request_id_digits};
 
 /// The longest response head accepted ("upstream sent too big header" beyond, as nginx says: a 502).
 pub const MAX_RESPONSE_HEAD: usize = 64 << 10;
@@ -75,9 +75,15 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
-    /// `HTTP/1.0`: the connection closes after the response unless it says keep-alive.
-    pub http10: bool,
+    /// The fields the client gets: no hop-by-hop fields, none of those nginx hides
+    /// ([`headers::never_in_responses`]). A `Connection` field listing other names stays, for
+    /// [`headers::strip_response`] to remove them with it.
     pub headers: HeaderMap,
+    /// The upstream closes the connection after this response (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive).
+    pub closes: bool,
+    /// Transfer-Encoding was there: is its last coding chunked?
+    chunked: Option<bool>,
 }
 
 /// Take one complete response head off the front of `buf`: `Ok(None)` while it is incomplete.
@@ -111,17 +117,45 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
     let code = response.code.ok_or(HeadError::Invalid("no status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("bad status code"))?;
     let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let (mut close, mut keep_alive, mut chunked) = (false, false, None);
     for field in response.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| HeadError::Invalid("bad header name"))?;
+        if name == header::CONNECTION {
+            let mut lists_others = false;
+            for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else {
+                    lists_others |= !token.is_empty();
+                }
+            }
+            if !lists_others {
+                continue;
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            // The last coding of the last field decides (RFC 9112 §6.3).
+            let last = field.value.rsplit(|&b| b == b',').map(<[u8]>::trim_ascii);
+            match last.into_iter().find(|coding| !coding.is_empty()) {
+                Some(coding) => chunked = Some(coding.eq_ignore_ascii_case(b"chunked")),
+                None => chunked = chunked.or(Some(false)),
+            }
+            continue;
+        } else if headers::never_in_responses(&name) {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| HeadError::Invalid("bad header value"))?;
         headers.append(name, value);
     }
+    let http10 = response.version == Some(0);
     Ok(Some(ResponseHead {
         status,
-        http10: response.version == Some(0),
         headers,
+        closes: if http10 { !keep_alive } else { close },
+        chunked,
     }))
 }
 
@@ -151,11 +185,9 @@ pub enum Framing {
     UntilClose,
 }
 
-pub fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<Framing, HeadError> {
+/// How the body of `head`, the response to a `method` request, is delimited.
+pub fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, HeadError> {
+    let status = head.status;
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -163,22 +195,14 @@ pub fn framing(
     {
         return Ok(Framing::Length(0));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        // Transfer-Encoding overrides Content-Length; a body not chunked last runs until close.
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|coding| !coding.is_empty());
-        return Ok(match last {
-            Some(coding) if coding.eq_ignore_ascii_case("chunked") => Framing::Chunked,
-            _ => Framing::UntilClose,
-        });
+    // Transfer-Encoding overrides Content-Length; a body not chunked last runs until close.
+    match head.chunked {
+        Some(true) => return Ok(Framing::Chunked),
+        Some(false) => return Ok(Framing::UntilClose),
+        None => {}
     }
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
+    for value in head.headers.get_all(header::CONTENT_LENGTH) {
         let value = value.to_str().map_err(|_| HeadError::BadContentLength)?;
         // A list of equal values is one length (RFC 9110 §8.6); any other list is an error.
         for item in value.split(',').map(str::trim) {
@@ -193,23 +217,6 @@ pub fn framing(
         }
     }
     Ok(length.map_or(Framing::UntilClose, Framing::Length))
-}
-
-/// May the connection carry another request after this response (its body read to the end)?
-pub fn keeps_alive(head: &ResponseHead) -> bool {
-    let listed = |token: &str| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    if head.http10 {
-        listed("keep-alive")
-    } else {
-        !listed("close")
-    }
 }
 
 #[cfg(test)]
@@ -288,7 +295,7 @@ mod tests {
             BytesMut::from(&b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok"[..]);
         let head = parse_response(&mut buf).expect("valid").expect("complete");
         assert_eq!(head.status, StatusCode::CREATED);
-        assert!(!head.http10);
+        assert!(!head.closes);
         assert_eq!(head.headers["x-a"], "b");
         assert_eq!(head.headers[header::CONTENT_LENGTH], "2");
         assert_eq!(&buf[..], b"ok");
@@ -312,7 +319,7 @@ mod tests {
         let head = parse(b"HTTP/1.0 200 OK\nA: 1\n\nbody")
             .expect("valid")
             .expect("complete");
-        assert!(head.http10);
+        assert!(head.closes, "HTTP/1.0 without keep-alive");
         assert_eq!(head.headers["a"], "1");
     }
 
@@ -328,129 +335,107 @@ mod tests {
         ));
     }
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
+    /// The framing of a raw response head, the answer to a `method` request.
+    fn framing_of(method: Method, raw: &str) -> Result<Framing, HeadError> {
+        let head = parse(format!("{raw}\r\n").as_bytes())
+            .expect("valid")
+            .expect("complete");
+        framing(&method, &head)
     }
-
-    /// Request method, response status, response headers, and the framing they make.
-    type Case<'a> = (
-        &'a Method,
-        StatusCode,
-        &'a [(&'a str, &'a str)],
-        Result<Framing, HeadError>,
-    );
 
     #[test]
     fn the_body_is_delimited_as_rfc_9112_says() {
-        let ok = StatusCode::OK;
-        let get = &Method::GET;
-        let cases: &[Case] = &[
+        use Method as M;
+        const OK: &str = "HTTP/1.1 200 OK\r\n";
+        let cases = [
+            (M::GET, "content-length: 12\r\n", Ok(Framing::Length(12))),
+            (M::GET, "content-length: 3, 3\r\n", Ok(Framing::Length(3))),
             (
-                get,
-                ok,
-                &[("content-length", "12")],
-                Ok(Framing::Length(12)),
-            ),
-            (
-                get,
-                ok,
-                &[("content-length", "3, 3")],
+                M::GET,
+                "content-length: 3\r\ncontent-length: 3\r\n",
                 Ok(Framing::Length(3)),
             ),
             (
-                get,
-                ok,
-                &[("content-length", "3"), ("content-length", "3")],
-                Ok(Framing::Length(3)),
-            ),
-            (
-                get,
-                ok,
-                &[("content-length", "3, 4")],
+                M::GET,
+                "content-length: 3, 4\r\n",
                 Err(HeadError::BadContentLength),
             ),
             (
-                get,
-                ok,
-                &[("content-length", "-1")],
+                M::GET,
+                "content-length: -1\r\n",
                 Err(HeadError::BadContentLength),
             ),
             (
-                get,
-                ok,
-                &[("content-length", "+1")],
+                M::GET,
+                "content-length: +1\r\n",
                 Err(HeadError::BadContentLength),
             ),
             (
-                get,
-                ok,
-                &[("transfer-encoding", "chunked")],
+                M::GET,
+                "transfer-encoding: chunked\r\n",
                 Ok(Framing::Chunked),
             ),
             (
-                get,
-                ok,
-                &[("transfer-encoding", "gzip, Chunked")],
+                M::GET,
+                "transfer-encoding: gzip, Chunked\r\n",
                 Ok(Framing::Chunked),
             ),
             (
-                get,
-                ok,
-                &[("transfer-encoding", "chunked"), ("content-length", "5")],
+                M::GET,
+                "transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n",
                 Ok(Framing::Chunked),
             ),
             (
-                get,
-                ok,
-                &[("transfer-encoding", "chunked, gzip")],
+                M::GET,
+                "transfer-encoding: chunked\r\ncontent-length: 5\r\n",
+                Ok(Framing::Chunked),
+            ),
+            (
+                M::GET,
+                "transfer-encoding: chunked, gzip\r\n",
                 Ok(Framing::UntilClose),
             ),
-            (get, ok, &[], Ok(Framing::UntilClose)),
-            (
-                &Method::HEAD,
-                ok,
-                &[("content-length", "12")],
-                Ok(Framing::Length(0)),
-            ),
-            (get, StatusCode::NO_CONTENT, &[], Ok(Framing::Length(0))),
-            (
-                get,
-                StatusCode::NOT_MODIFIED,
-                &[("content-length", "9")],
-                Ok(Framing::Length(0)),
-            ),
+            (M::GET, "", Ok(Framing::UntilClose)),
+            (M::HEAD, "content-length: 12\r\n", Ok(Framing::Length(0))),
         ];
-        for (method, status, pairs, expected) in cases {
-            let mut map = HeaderMap::new();
-            for (name, value) in pairs.iter() {
-                map.append(
-                    HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                    HeaderValue::from_str(value).expect("value"),
-                );
-            }
+        for (method, fields, expected) in cases {
             assert_eq!(
-                &framing(method, *status, &map),
+                framing_of(method.clone(), &format!("{OK}{fields}")),
                 expected,
-                "{method} {status} {pairs:?}"
+                "{method} {fields:?}"
             );
         }
+        for status in ["204 No Content", "304 Not Modified"] {
+            let raw = format!("HTTP/1.1 {status}\r\ncontent-length: 9\r\n");
+            assert_eq!(framing_of(M::GET, &raw), Ok(Framing::Length(0)), "{status}");
+        }
+    }
+
+    fn parsed(raw: &str) -> ResponseHead {
+        parse(format!("{raw}\r\n").as_bytes())
+            .expect("valid")
+            .expect("complete")
     }
 
     #[test]
     fn http_1_1_keeps_alive_unless_closed_and_1_0_only_when_asked() {
-        let head = |http10, pairs: &[(&'static str, &'static str)]| ResponseHead {
-            status: StatusCode::OK,
-            http10,
-            headers: headers(pairs),
-        };
-        assert!(keeps_alive(&head(false, &[])));
-        assert!(!keeps_alive(&head(false, &[("connection", "Close")])));
-        assert!(!keeps_alive(&head(false, &[("connection", "x, close")])));
-        assert!(!keeps_alive(&head(true, &[])));
-        assert!(keeps_alive(&head(true, &[("connection", "Keep-Alive")])));
+        assert!(!parsed("HTTP/1.1 200 OK\r\n").closes);
+        assert!(parsed("HTTP/1.1 200 OK\r\nConnection: Close\r\n").closes);
+        assert!(parsed("HTTP/1.1 200 OK\r\nConnection: x\r\nConnection: close\r\n").closes);
+        assert!(parsed("HTTP/1.0 200 OK\r\n").closes);
+        assert!(!parsed("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n").closes);
+    }
+
+    #[test]
+    fn hop_by_hop_and_hidden_fields_never_reach_the_client() {
+        let head = parsed(
+            "HTTP/1.1 200 OK\r\nDate: x\r\nServer: y\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+             Transfer-Encoding: chunked\r\nX-App: 1\r\n",
+        );
+        let left: Vec<&str> = head.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-app"]);
+        // A Connection field naming other fields stays, for strip_response to remove them with it.
+        let head = parsed("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\n");
+        assert_eq!(head.headers["connection"], "x-secret");
     }
 }

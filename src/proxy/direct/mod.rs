@@ -197,9 +197,9 @@ pub async fn exchange(
         let mut written = 0;
         match roundtrip(&mut conn, &mut written, policy).await {
             Ok(response) => {
-                let framing = head::framing(&parts.method, response.status, &response.headers)
+                let framing = head::framing(&parts.method, &response)
                     .map_err(|e| Failure::Head(e).into_error(policy))?;
-                let reusable = framing != Framing::UntilClose && head::keeps_alive(&response);
+                let reusable = framing != Framing::UntilClose && !response.closes;
                 let mut resp = Response::new(());
                 *resp.status_mut() = response.status;
                 *resp.version_mut() = Version::HTTP_11;
