@@ -12,8 +12,9 @@
 //!
 //! Requests without a body (most) go the direct path ([`crate::proxy::direct`]), driven by the request's
 //! own task; requests with a body and upgrades go through hyper's client on connections from
-//! [`crate::proxy::pool`]. On either, a request that finds its pooled connection closed before any of it
-//! was written is sent again on a new one (as hyper-util's client and nginx do).
+//! [`crate::proxy::pool`]. A request that finds its pooled connection closed is sent again on a new one:
+//! on hyper's path when none of it was written (as hyper-util's client does), on the direct path when no
+//! response arrived and none of it was written or its method is idempotent (as nginx does).
 
 use std::future::Future;
 use std::io;
