@@ -899,7 +899,7 @@ async fn proxy_read_timeout_applies_between_reads_of_the_response_body() {
             while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
                 head.push(byte[0]);
             }
-            if head.starts_with(b"GET /trickle ") {
+            if head.windows(10).any(|w| w == b" /trickle ") {
                 tokio::spawn(async move {
                     let _ = stream
                         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
@@ -927,63 +927,68 @@ async fn proxy_read_timeout_applies_between_reads_of_the_response_body() {
     ));
     let (cg, _dir) = start(&docs, &[]);
 
-    let mut stream = TcpStream::connect(cg.http).await.expect("connect");
-    stream
-        .write_all(&get("h.example", "/slow"))
-        .await
-        .expect("request");
-    let started = Instant::now();
-    let mut received = Vec::new();
-    let closed = tokio::time::timeout(DEADLINE, async {
-        let mut chunk = [0u8; 4096];
-        // EOF or a reset both end it: the client learns the body is cut short.
-        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-            received.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
-    let took = started.elapsed();
-    eprintln!("measured: body stalled, read timeout 1 s, connection closed after {took:?}");
-    assert!(closed.is_ok(), "the client connection was held open");
-    let text = String::from_utf8_lossy(&received);
-    assert!(
-        text.starts_with("HTTP/1.1 200") && text.ends_with("0123456789"),
-        "{text}"
-    );
-    assert!(
-        took >= Duration::from_millis(950) && took < Duration::from_secs(5),
-        "closed after {took:?} (read timeout 1 s)"
-    );
-    cg.wait_for_log("upstream stopped sending the response body")
-        .await;
-
-    // The timeout is between reads, not for the whole body: a slow but steady body arrives whole.
-    let started = Instant::now();
-    let mut stream = TcpStream::connect(cg.http).await.expect("connect");
-    stream
-        .write_all(&get("h.example", "/trickle"))
-        .await
-        .expect("request");
-    let mut received = Vec::new();
-    let whole = tokio::time::timeout(DEADLINE, async {
-        let mut chunk = [0u8; 4096];
-        while !received.ends_with(b"abcde") {
-            match stream.read(&mut chunk).await {
-                Ok(n @ 1..) => received.extend_from_slice(&chunk[..n]),
-                _ => break,
+    // Without a request body (the direct upstream path) and with one (hyper's client).
+    for method in ["GET", "POST"] {
+        let head = |path: &str| match method {
+            "GET" => get("h.example", path),
+            _ => format!("POST {path} HTTP/1.1\r\nHost: h.example\r\nContent-Length: 1\r\n\r\nx")
+                .into_bytes(),
+        };
+        let mut stream = TcpStream::connect(cg.http).await.expect("connect");
+        stream.write_all(&head("/slow")).await.expect("request");
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let closed = tokio::time::timeout(DEADLINE, async {
+            let mut chunk = [0u8; 4096];
+            // EOF or a reset both end it: the client learns the body is cut short.
+            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                received.extend_from_slice(&chunk[..n]);
             }
-        }
-    })
-    .await;
-    let text = String::from_utf8_lossy(&received);
-    assert!(
-        whole.is_ok() && text.ends_with("\r\n\r\nabcde"),
-        "trickled body cut: {text:?}"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(2300),
-        "{:?}",
-        started.elapsed()
-    );
+        })
+        .await;
+        let took = started.elapsed();
+        eprintln!("measured: body stalled, read timeout 1 s, connection closed after {took:?}");
+        assert!(
+            closed.is_ok(),
+            "{method}: the client connection was held open"
+        );
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("0123456789"),
+            "{method}: {text}"
+        );
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_secs(5),
+            "{method}: closed after {took:?} (read timeout 1 s)"
+        );
+        cg.wait_for_log("upstream stopped sending the response body")
+            .await;
+
+        // The timeout is between reads, not for the whole body: a slow but steady body arrives whole.
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(cg.http).await.expect("connect");
+        stream.write_all(&head("/trickle")).await.expect("request");
+        let mut received = Vec::new();
+        let whole = tokio::time::timeout(DEADLINE, async {
+            let mut chunk = [0u8; 4096];
+            while !received.ends_with(b"abcde") {
+                match stream.read(&mut chunk).await {
+                    Ok(n @ 1..) => received.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            whole.is_ok() && text.ends_with("\r\n\r\nabcde"),
+            "{method}: trickled body cut: {text:?}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(2300),
+            "{method}: {:?}",
+            started.elapsed()
+        );
+    }
     held.abort();
 }

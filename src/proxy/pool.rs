@@ -251,7 +251,7 @@ impl Pool<Lent> {
             upstream: key.addr,
             read_timeout,
             stalled: timer,
-            progress: None,
+            waiting_since: None,
         }
     }
 }
@@ -270,9 +270,10 @@ pub struct PooledBody {
     upstream: SocketAddr,
     read_timeout: Duration,
     stalled: MovingDeadline,
-    /// When the body last made progress, from the first time it had nothing to give (a body that never
-    /// waits never reads the clock).
-    progress: Option<tokio::time::Instant>,
+    /// Since when the body has been waiting for the upstream: set when a poll finds nothing, cleared by
+    /// each frame. Time the client side takes between polls never counts (a body that never waits never
+    /// reads the clock).
+    waiting_since: Option<tokio::time::Instant>,
 }
 
 /// The upstream sent nothing of the response body for the read timeout.
@@ -296,7 +297,9 @@ impl PooledBody {
 
     /// Nothing to read now: `true` once the upstream has sent nothing for the read timeout.
     fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
-        let since = *self.progress.get_or_insert_with(tokio::time::Instant::now);
+        let since = *self
+            .waiting_since
+            .get_or_insert_with(tokio::time::Instant::now);
         self.stalled
             .poll_until(cx, since + self.read_timeout)
             .is_ready()
@@ -316,9 +319,7 @@ impl Body for PooledBody {
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.progress.is_some() => {
-                this.progress = Some(tokio::time::Instant::now());
-            }
+            Poll::Ready(Some(Ok(_))) => this.waiting_since = None,
             // The connection broke mid-body: hyper closes it; it is never handed back.
             Poll::Ready(Some(Err(_))) => this.back = None,
             Poll::Pending if this.silent_too_long(cx) => {

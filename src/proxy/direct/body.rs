@@ -72,9 +72,10 @@ pub struct DirectBody {
     /// Where the connection goes back once the body has ended; `None` when it cannot carry another request.
     back: Option<(Pool<DirectConn>, PoolKey)>,
     read_timeout: Duration,
-    /// When the body last made progress, from the first time it had nothing to give (a body that never
-    /// waits never reads the clock).
-    progress: Option<Instant>,
+    /// Since when the body has been waiting for the upstream: set when a read finds nothing, cleared by
+    /// each frame. Time the client side takes between polls never counts (a body that never waits never
+    /// reads the clock).
+    waiting_since: Option<Instant>,
     upstream: SocketAddr,
 }
 
@@ -96,7 +97,7 @@ impl DirectBody {
             state,
             back,
             read_timeout,
-            progress: None,
+            waiting_since: None,
             upstream,
         };
         // No body at all (HEAD, 204, 304, Content-Length: 0): the connection is free at once.
@@ -137,6 +138,7 @@ impl Body for DirectBody {
             };
             match this.state.take_buffered(&mut conn.read) {
                 Ok(Buffered::Data(data)) => {
+                    this.waiting_since = None;
                     if this.state.ended() {
                         this.finish();
                     }
@@ -155,14 +157,10 @@ impl Body for DirectBody {
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Ok(0)) => return this.fail(ClosedMidBody),
-                Poll::Ready(Ok(_)) => {
-                    if this.progress.is_some() {
-                        this.progress = Some(Instant::now());
-                    }
-                }
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return this.fail(e),
                 Poll::Pending => {
-                    let since = *this.progress.get_or_insert_with(Instant::now);
+                    let since = *this.waiting_since.get_or_insert_with(Instant::now);
                     if conn
                         .timer
                         .poll_until(cx, since + this.read_timeout)

@@ -251,3 +251,54 @@ async fn an_upstream_that_never_answers_times_out_and_one_that_talks_nonsense_is
         other => panic!("expected a protocol error, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn time_the_client_side_takes_between_polls_is_not_upstream_silence() {
+    // The head, then "ab" and "cd" each when told; the connection stays open.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (next, mut told) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+            .await;
+        for part in [&b"ab"[..], b"cd", b""] {
+            told.recv().await;
+            let _ = stream.write_all(part).await;
+        }
+    });
+    let pool = Pool::default();
+    let resp = exchange(
+        &pool,
+        &parts(Method::GET, "/"),
+        &forwarded(),
+        addr,
+        &policy(),
+    )
+    .await
+    .expect("head");
+    let mut body = resp.into_body();
+    // Waiting for the upstream: the read timeout (1 s) runs.
+    let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+    assert!(polled.is_pending(), "{polled:?}");
+    next.send(()).expect("upstream");
+    let first = body.frame().await.expect("a frame").expect("data");
+    assert_eq!(first.data_ref().map(|d| &d[..]), Some(&b"ab"[..]));
+    // A slow client: nothing polls the body for 5 s, then the upstream sends the rest at once.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    next.send(()).expect("upstream");
+    let second = body.frame().await.expect("a frame");
+    assert_eq!(
+        second
+            .expect("not a read timeout")
+            .data_ref()
+            .map(|d| &d[..]),
+        Some(&b"cd"[..])
+    );
+}
