@@ -110,7 +110,8 @@ impl DirectBody {
     /// The body ended: the connection goes back to the pool, if it may.
     fn finish(&mut self) {
         let conn = self.conn.take();
-        if let (Some(conn), Some((pool, key))) = (conn, self.back.take()) {
+        if let (Some(mut conn), Some((pool, key))) = (conn, self.back.take()) {
+            conn.shrink();
             pool.put(key, conn);
         }
     }

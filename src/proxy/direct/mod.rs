@@ -40,14 +40,19 @@ use crate::routing::table::Policy;
 pub use body::DirectBody;
 use head::{Framing, HeadError};
 
-/// Room made in the read buffer before each read.
+/// Room made in the read buffer before a read, at first: enough for most response heads and small bodies.
 const READ_SIZE: usize = 8 << 10;
+/// The most room made before a read, for large bodies (hyper's adaptive reads go to ~400 KiB).
+const MAX_READ_SIZE: usize = 256 << 10;
 
 /// An upstream connection this path drives itself.
 pub struct DirectConn {
     stream: TcpStream,
     /// Read but not yet handed on; empty between requests.
     read: BytesMut,
+    /// Room made before the next read: doubled after a read that filled it (a large body), back to
+    /// [`READ_SIZE`] when the connection goes back to the pool.
+    read_size: usize,
     /// The request head being written (kept to reuse its allocation).
     write: Vec<u8>,
     /// Bounds each wait for the upstream; stays with the connection (see [`MovingDeadline`]).
@@ -86,6 +91,7 @@ impl DirectConn {
         Ok(Self {
             stream,
             read: BytesMut::with_capacity(READ_SIZE),
+            read_size: READ_SIZE,
             write: Vec::with_capacity(1024),
             timer: MovingDeadline::default(),
         })
@@ -123,8 +129,24 @@ impl DirectConn {
 
     /// Read more into the buffer: `Ok(0)` at end of stream.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.read.reserve(READ_SIZE);
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+        self.read.reserve(self.read_size);
+        let room = self.read.capacity() - self.read.len();
+        let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read);
+        if matches!(polled, Poll::Ready(Ok(n)) if n >= room) {
+            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
+        }
+        polled
+    }
+
+    /// Ready to wait in the pool: a buffer grown for a large body is let go (the frames made from it
+    /// keep it only as long as they live).
+    fn shrink(&mut self) {
+        if self.read_size > READ_SIZE {
+            self.read_size = READ_SIZE;
+            if self.read.is_empty() && self.read.capacity() > 2 * READ_SIZE {
+                self.read = BytesMut::with_capacity(READ_SIZE);
+            }
+        }
     }
 }
 

@@ -302,3 +302,42 @@ async fn time_the_client_side_takes_between_polls_is_not_upstream_silence() {
         Some(&b"cd"[..])
     );
 }
+
+#[tokio::test]
+async fn a_large_body_reads_in_growing_pieces_and_its_buffer_is_let_go_in_the_pool() {
+    const LEN: usize = 1 << 20;
+    let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_bytes();
+    answer.resize(answer.len() + LEN, b'x');
+    let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());
+    let answers: &'static [&'static [u8]] = Box::leak(Box::new([answer, answer]));
+    let up = upstream(answers).await;
+    let pool = Pool::default();
+    let resp = exchange(
+        &pool,
+        &parts(Method::GET, "/"),
+        &forwarded(),
+        up.addr,
+        &policy(),
+    )
+    .await
+    .expect("head");
+    let mut body = resp.into_body();
+    let (mut received, mut largest) = (0, 0);
+    while let Some(frame) = body.frame().await {
+        let data = frame.expect("data").into_data().expect("a data frame");
+        received += data.len();
+        largest = largest.max(data.len());
+    }
+    assert_eq!(received, LEN);
+    assert!(
+        largest > 2 * READ_SIZE,
+        "reads never grew: largest frame {largest}"
+    );
+    let conn = pool.take(&key(up.addr)).expect("handed back");
+    assert_eq!(conn.read_size, READ_SIZE);
+    assert!(
+        conn.read.capacity() <= 2 * READ_SIZE,
+        "{}",
+        conn.read.capacity()
+    );
+}
