@@ -14,6 +14,7 @@ use super::*;
 use crate::proxy::headers::ClientInfo;
 
 const SECOND: Duration = Duration::from_secs(1);
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 /// An upstream that answers the n-th request head on a connection with `answers[n]`, then closes the
 /// connection after the last. Counts the connections it accepted, and records each head it read.
@@ -92,6 +93,13 @@ fn forwarded() -> Forwarded<'static> {
     }
 }
 
+/// A request for `/` whose response head must come.
+async fn send(pool: &Pool<DirectConn>, method: Method, addr: SocketAddr) -> Response<DirectBody> {
+    exchange(pool, &parts(method, "/"), &forwarded(), addr, &policy())
+        .await
+        .expect("head")
+}
+
 async fn get(pool: &Pool<DirectConn>, addr: SocketAddr) -> Result<(u16, Vec<u8>), ForwardError> {
     let resp = exchange(
         pool,
@@ -108,7 +116,6 @@ async fn get(pool: &Pool<DirectConn>, addr: SocketAddr) -> Result<(u16, Vec<u8>)
 
 #[tokio::test]
 async fn a_length_delimited_response_is_read_and_its_connection_used_again() {
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     let up = upstream(&[OK, OK]).await;
     let pool = Pool::default();
     assert_eq!(
@@ -171,7 +178,6 @@ fn key(addr: SocketAddr) -> PoolKey {
 #[tokio::test]
 async fn a_kept_connection_the_upstream_closed_is_replaced_without_failing_the_request() {
     // One answer per connection, then the upstream closes it.
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     let up = upstream(&[OK]).await;
     let pool = Pool::default();
     assert_eq!(
@@ -191,15 +197,7 @@ async fn a_body_dropped_before_its_end_never_comes_back() {
     const HALF: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345";
     let up = upstream(&[HALF]).await;
     let pool = Pool::default();
-    let resp = exchange(
-        &pool,
-        &parts(Method::GET, "/"),
-        &forwarded(),
-        up.addr,
-        &policy(),
-    )
-    .await
-    .expect("head");
+    let resp = send(&pool, Method::GET, up.addr).await;
     let mut body = resp.into_body();
     let first = body.frame().await.expect("a frame").expect("data");
     assert_eq!(first.data_ref().map(|d| &d[..]), Some(&b"12345"[..]));
@@ -215,15 +213,7 @@ async fn a_head_response_has_no_body_and_frees_its_connection_at_once() {
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
     let up = upstream(&[HEAD, HEAD]).await;
     let pool = Pool::default();
-    let resp = exchange(
-        &pool,
-        &parts(Method::HEAD, "/"),
-        &forwarded(),
-        up.addr,
-        &policy(),
-    )
-    .await
-    .expect("head");
+    let resp = send(&pool, Method::HEAD, up.addr).await;
     assert_eq!(resp.headers()["content-length"], "9");
     assert!(resp.body().is_end_stream());
     assert!(pool.take(&key(up.addr)).is_some(), "not handed back");
@@ -274,15 +264,7 @@ async fn time_the_client_side_takes_between_polls_is_not_upstream_silence() {
         }
     });
     let pool = Pool::default();
-    let resp = exchange(
-        &pool,
-        &parts(Method::GET, "/"),
-        &forwarded(),
-        addr,
-        &policy(),
-    )
-    .await
-    .expect("head");
+    let resp = send(&pool, Method::GET, addr).await;
     let mut body = resp.into_body();
     // Waiting for the upstream: the read timeout (1 s) runs.
     let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
@@ -312,15 +294,7 @@ async fn a_large_body_reads_in_growing_pieces_and_its_buffer_is_let_go_in_the_po
     let answers: &'static [&'static [u8]] = Box::leak(Box::new([answer, answer]));
     let up = upstream(answers).await;
     let pool = Pool::default();
-    let resp = exchange(
-        &pool,
-        &parts(Method::GET, "/"),
-        &forwarded(),
-        up.addr,
-        &policy(),
-    )
-    .await
-    .expect("head");
+    let resp = send(&pool, Method::GET, up.addr).await;
     let mut body = resp.into_body();
     let (mut received, mut largest) = (0, 0);
     while let Some(frame) = body.frame().await {
