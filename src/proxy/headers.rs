@@ -74,6 +74,11 @@ const HIDDEN_FROM_RESPONSES: [HeaderName; 8] = [
 /// An upstream response's headers as the client gets them: without hop-by-hop fields (and the names
 /// `Connection` lists), and without the fields nginx hides ([`HIDDEN_FROM_RESPONSES`]).
 pub fn strip_response(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the body was delimited by it, and a
+        // proxy must not pass a Content-Length on with it.
+        headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(headers, false);
     if headers.keys().any(is_hidden_from_responses) {
         for name in &HIDDEN_FROM_RESPONSES {
@@ -276,6 +281,12 @@ mod tests {
         strip_response(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["content-type", "x-app"]);
+        let mut h = headers(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        strip_response(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = headers(&[("content-length", "5")]);
+        strip_response(&mut h);
+        assert_eq!(h["content-length"], "5");
         for name in ["date", "server", "x-accel-charset", "te", "connection"] {
             let name = HeaderName::from_static(name);
             assert!(never_in_responses(&name), "{name}");

@@ -150,6 +150,10 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
             .map_err(|_| HeadError::Invalid("bad header value"))?;
         headers.append(name, value);
     }
+    if chunked.is_some() {
+        // Transfer-Encoding overrides it (RFC 9112 §6.3), and a proxy must not pass both on.
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let http10 = response.version == Some(0);
     Ok(Some(ResponseHead {
         status,
@@ -434,6 +438,9 @@ mod tests {
         );
         let left: Vec<&str> = head.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-app"]);
+        // Transfer-Encoding wins over Content-Length, which is not passed on with it.
+        let head = parsed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n");
+        assert!(!head.headers.contains_key(header::CONTENT_LENGTH));
         // A Connection field naming other fields stays, for strip_response to remove them with it.
         let head = parsed("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\n");
         assert_eq!(head.headers["connection"], "x-secret");
