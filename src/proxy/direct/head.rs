@@ -3,6 +3,7 @@
 //! functions over buffers.
 
 use bytes::{Bytes, BytesMut};
+use hyper::ext::ReasonPhrase;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
@@ -84,6 +85,9 @@ pub struct ResponseHead {
     pub closes: bool,
     /// Transfer-Encoding was there: is its last coding chunked?
     chunked: Option<bool>,
+    /// The status line's reason when it is not the standard one: passed on, as nginx passes it (hyper
+    /// writes the status line from it).
+    pub reason: Option<ReasonPhrase>,
 }
 
 /// Take one complete response head off the front of `buf`: `Ok(None)` while it is incomplete.
@@ -116,6 +120,10 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
     }
     let code = response.code.ok_or(HeadError::Invalid("no status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("bad status code"))?;
+    let reason = response
+        .reason
+        .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())
+        .and_then(|r| ReasonPhrase::try_from(head.slice_ref(r.as_bytes())).ok());
     let mut headers = HeaderMap::with_capacity(response.headers.len());
     let (mut close, mut keep_alive, mut chunked) = (false, false, None);
     for field in response.headers.iter() {
@@ -160,6 +168,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
         headers,
         closes: if http10 { !keep_alive } else { close },
         chunked,
+        reason,
     }))
 }
 
@@ -303,6 +312,17 @@ mod tests {
         assert_eq!(head.headers["x-a"], "b");
         assert_eq!(head.headers[header::CONTENT_LENGTH], "2");
         assert_eq!(&buf[..], b"ok");
+    }
+
+    #[test]
+    fn a_reason_other_than_the_standard_one_is_kept() {
+        let reason = |raw: &str| parsed(raw).reason.map(|r| r.as_bytes().to_vec());
+        assert_eq!(
+            reason("HTTP/1.1 200 Fine by me\r\n"),
+            Some(b"Fine by me".to_vec())
+        );
+        assert_eq!(reason("HTTP/1.1 200 OK\r\n"), None);
+        assert_eq!(reason("HTTP/1.1 404 \r\n"), None);
     }
 
     #[test]

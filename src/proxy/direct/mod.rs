@@ -226,6 +226,9 @@ pub async fn exchange(
                 *resp.status_mut() = response.status;
                 *resp.version_mut() = Version::HTTP_11;
                 *resp.headers_mut() = response.headers;
+                if let Some(reason) = response.reason {
+                    resp.extensions_mut().insert(reason);
+                }
                 let body = DirectBody::new(
                     conn,
                     framing,
