@@ -10,7 +10,7 @@
 //! Timeouts as on hyper's path: `proxy-send-timeout` while a write makes no progress, `proxy-read-timeout`
 //! from the request written to the response head and then between reads of the body. A pooled connection
 //! that turns out closed before any of the response arrived is replaced by a new one, and the request sent
-//! again, when nothing of it was written or the method is idempotent (nginx's and hyper's rule).
+//! again, when nothing of it was written or the method is idempotent (nginx's rule).
 
 mod body;
 mod chunked;
@@ -44,6 +44,9 @@ use head::{Framing, HeadError};
 const READ_SIZE: usize = 8 << 10;
 /// The most room made before a read, for large bodies (hyper's adaptive reads go to ~400 KiB).
 const MAX_READ_SIZE: usize = 256 << 10;
+
+/// Room for a request head, at first (most are well under it).
+const WRITE_SIZE: usize = 1 << 10;
 
 /// An upstream connection this path drives itself.
 pub struct DirectConn {
@@ -92,7 +95,7 @@ impl DirectConn {
             stream,
             read: BytesMut::with_capacity(READ_SIZE),
             read_size: READ_SIZE,
-            write: Vec::with_capacity(1024),
+            write: Vec::with_capacity(WRITE_SIZE),
             timer: MovingDeadline::default(),
         })
     }
@@ -138,9 +141,12 @@ impl DirectConn {
         polled
     }
 
-    /// Ready to wait in the pool: a buffer grown for a large body is let go (the frames made from it
-    /// keep it only as long as they live).
+    /// Ready to wait in the pool: buffers grown for a large body or head are let go (the frames made from
+    /// the read buffer keep it only as long as they live).
     fn shrink(&mut self) {
+        if self.write.capacity() > 2 * WRITE_SIZE {
+            self.write = Vec::with_capacity(WRITE_SIZE);
+        }
         if self.read_size > READ_SIZE {
             self.read_size = READ_SIZE;
             if self.read.is_empty() && self.read.capacity() > 2 * READ_SIZE {
