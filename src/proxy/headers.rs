@@ -138,30 +138,27 @@ pub struct Forwarded<'a> {
     pub request_id: Option<HeaderValue>,
 }
 
+/// The names of the fields that replace the client's own, in the order [`Forwarded::replacing`] gives them.
+static REPLACED: [&HeaderName; 5] = [
+    &X_FORWARDED_FOR,
+    &X_REAL_IP,
+    &X_FORWARDED_PROTO,
+    &X_FORWARDED_HOST,
+    &X_FORWARDED_PORT,
+];
+
 impl Forwarded<'_> {
     /// The fields that replace the client's own.
     pub fn replacing(&self) -> [(&'static HeaderName, &HeaderValue); 5] {
         let ip = &self.client.ip;
         let proto = if self.client.tls { &HTTPS } else { &HTTP };
-        [
-            (&X_FORWARDED_FOR, ip),
-            (&X_REAL_IP, ip),
-            (&X_FORWARDED_PROTO, proto),
-            (&X_FORWARDED_HOST, self.host),
-            (&X_FORWARDED_PORT, &self.client.port),
-        ]
+        let values = [ip, ip, proto, self.host, &self.client.port];
+        std::array::from_fn(|i| (REPLACED[i], values[i]))
     }
 
     /// Is this one of the client's fields that [`Self::replacing`] replaces?
     pub fn replaces(name: &HeaderName) -> bool {
-        [
-            &X_FORWARDED_FOR,
-            &X_REAL_IP,
-            &X_FORWARDED_PROTO,
-            &X_FORWARDED_HOST,
-            &X_FORWARDED_PORT,
-        ]
-        .contains(&name)
+        REPLACED.contains(&name)
     }
 
     /// Set the fields in a request's header map.
