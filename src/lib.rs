@@ -31,3 +31,6 @@ pub mod world;
 /// handles, SNI names, the builder's indexes): std's SipHash costs several times more per lookup than
 /// foldhash, and these keys come from the configuration, not from clients, so a fast seeded hash is safe.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The set of the same hash as [`FastMap`].
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::app::dataplane::{DataPlane, ReportLog, log_report};
 use crate::app::issuing::{Issuing, Sink};
+use crate::app::keyed::Keyed;
 use crate::app::{AppError, build_options, default_secret};
 use crate::cli::ControllerArgs;
 use crate::config::ConfigBuilder;
@@ -40,6 +41,7 @@ struct Stores {
     secrets: Store<Secret>,
     /// Present when the cert-manager CRDs are installed.
     certs: Option<CertStores>,
+    made: Made,
 }
 
 struct CertStores {
@@ -48,44 +50,39 @@ struct CertStores {
     cluster_issuers: Store<ClusterIssuer>,
 }
 
+/// The last maps made from the stores, to make the next ones from ([`Keyed`]).
+#[derive(Default)]
+struct Made {
+    ingresses: Keyed<Ingress>,
+    services: Keyed<Service>,
+    slices: Keyed<EndpointSlice>,
+    secrets: Keyed<Secret>,
+    certificates: Keyed<Certificate>,
+    issuers: Keyed<Issuer>,
+}
+
 impl Stores {
-    fn world(&self) -> World {
-        fn keyed<K: Resource + Clone>(
-            store: &Store<K>,
-        ) -> std::collections::BTreeMap<ObjectKey, Arc<K>>
-        where
-            K::DynamicType: std::hash::Hash + Eq + Clone,
-        {
-            store
-                .state()
-                .into_iter()
-                .map(|o| (ObjectKey::of(o.as_ref()), o))
-                .collect()
-        }
+    fn world(&mut self) -> World {
+        let made = &mut self.made;
+        let certs = self.certs.as_ref();
         World {
-            ingresses: keyed(&self.ingresses),
+            ingresses: made.ingresses.refresh(self.ingresses.state()),
             ingress_classes: self
                 .classes
                 .state()
                 .into_iter()
                 .map(|c| (c.name_any(), c))
                 .collect(),
-            services: keyed(&self.services),
-            endpoint_slices: keyed(&self.slices),
-            secrets: keyed(&self.secrets),
-            certificates: self
-                .certs
-                .as_ref()
-                .map(|c| keyed(&c.certificates))
+            services: made.services.refresh(self.services.state()),
+            endpoint_slices: made.slices.refresh(self.slices.state()),
+            secrets: made.secrets.refresh(self.secrets.state()),
+            certificates: certs
+                .map(|c| made.certificates.refresh(c.certificates.state()))
                 .unwrap_or_default(),
-            issuers: self
-                .certs
-                .as_ref()
-                .map(|c| keyed(&c.issuers))
+            issuers: certs
+                .map(|c| made.issuers.refresh(c.issuers.state()))
                 .unwrap_or_default(),
-            cluster_issuers: self
-                .certs
-                .as_ref()
+            cluster_issuers: certs
                 .map(|c| {
                     c.cluster_issuers
                         .state()
@@ -184,7 +181,7 @@ pub async fn run(
 
     let changed = Arc::new(Notify::new());
     let mut watches = tokio::task::JoinSet::new();
-    let stores = Stores {
+    let mut stores = Stores {
         ingresses: reflect(&client, changed.clone(), &mut watches),
         classes: reflect(&client, changed.clone(), &mut watches),
         services: reflect(&client, changed.clone(), &mut watches),
@@ -208,6 +205,7 @@ pub async fn run(
             );
             None
         },
+        made: Made::default(),
     };
     // Serve nothing until every cache holds the cluster's state: a partial view would answer 404/503
     // for routes that exist.
@@ -240,7 +238,7 @@ pub async fn run(
         ),
     };
     let mut reports = ReportLog::default();
-    let (first, world) = rebuild(&stores, &mut builder, &metrics);
+    let (first, world) = rebuild(&mut stores, &mut builder, &metrics);
     let mut served = first.served.clone();
     publish(&recorder, &world, reports.fresh(&first.reports));
     let dataplane = DataPlane::start(
@@ -282,7 +280,7 @@ pub async fn run(
         // The World a rebuild made is reused by the leader's reconcile; other wake-ups read the caches once.
         let act: Option<Option<World>> = tokio::select! {
             _ = changed.notified() => {
-                let (snapshot, world) = rebuild(&stores, &mut builder, &metrics);
+                let (snapshot, world) = rebuild(&mut stores, &mut builder, &metrics);
                 publish(&recorder, &world, reports.fresh(&snapshot.reports));
                 served = snapshot.served.clone();
                 dataplane.apply(snapshot);
@@ -378,7 +376,7 @@ fn foreign_secrets(world: &World) -> HashSet<ObjectKey> {
 /// Build a configuration from the caches; the caller swaps it in (counted as a reload, and the
 /// Certificates it saw are what the certificate metrics report).
 fn rebuild(
-    stores: &Stores,
+    stores: &mut Stores,
     builder: &mut ConfigBuilder,
     metrics: &Metrics,
 ) -> (crate::config::Snapshot, World) {

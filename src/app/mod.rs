@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod ingress_status;
 pub mod issuers;
 pub mod issuing;
+pub mod keyed;
 pub mod lease;
 pub mod orders;
 pub mod shim;
