@@ -34,6 +34,32 @@ impl MovingDeadline {
     }
 }
 
+/// nginx's `proxy_read_timeout` between two reads of a response body: the wait runs only while a read
+/// finds nothing and starts again after each piece, so time the client side takes between polls never
+/// counts (a body that never waits never reads the clock).
+#[derive(Debug, Default)]
+pub struct ReadSilence {
+    since: Option<Instant>,
+}
+
+impl ReadSilence {
+    /// A piece of the body arrived.
+    pub fn reset(&mut self) {
+        self.since = None;
+    }
+
+    /// A read found nothing: `true` once nothing has come for `limit`; else `timer` wakes the task by then.
+    pub fn too_long(
+        &mut self,
+        timer: &mut MovingDeadline,
+        cx: &mut Context<'_>,
+        limit: std::time::Duration,
+    ) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        timer.poll_until(cx, since + limit).is_ready()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

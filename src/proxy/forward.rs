@@ -246,6 +246,26 @@ fn classify(e: &hyper::Error, policy: &Policy) -> ForwardError {
     }
 }
 
+/// A TCP connection to an upstream within `timeout`, Nagle off (both upstream paths).
+pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ForwardError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ForwardError::ConnectTimeout(timeout)),
+        Ok(Err(e)) => return Err(ForwardError::Connect(format!("{addr}: {e}"))),
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Does this I/O failure mean the connection broke (reset, or closed in the middle of a message)?
+pub fn breaks_connection(kind: io::ErrorKind) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
 /// Reset: the connection broke before the response head (RST, EOF mid-message); protocol: the upstream
 /// sent something that is not HTTP.
 fn failure_kind(e: &hyper::Error) -> UpstreamError {
@@ -259,14 +279,10 @@ fn failure_kind(e: &hyper::Error) -> UpstreamError {
                 return UpstreamError::Protocol;
             }
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
-                return UpstreamError::Reset;
-            }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && breaks_connection(io.kind())
+        {
+            return UpstreamError::Reset;
         }
         source = s.source();
     }

@@ -27,13 +27,12 @@ use hyper::StatusCode;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use crate::FastMap;
 use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::deadline::MovingDeadline;
-use crate::proxy::forward::{ForwardError, SendTimeoutIo};
+use crate::proxy::deadline::{MovingDeadline, ReadSilence};
+use crate::proxy::forward::{ForwardError, SendTimeoutIo, connect_tcp};
 
 /// ingress-nginx's `upstream-keepalive-connections` default.
 pub const MAX_IDLE_PER_KEY: usize = 320;
@@ -204,13 +203,7 @@ impl Pool<Lent> {
         key: PoolKey,
         connect_timeout: Duration,
     ) -> Result<Lent, ForwardError> {
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(key.addr)).await
-        {
-            Err(_) => return Err(ForwardError::ConnectTimeout(connect_timeout)),
-            Ok(Err(e)) => return Err(ForwardError::Connect(format!("{}: {e}", key.addr))),
-            Ok(Ok(stream)) => stream,
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(key.addr, connect_timeout).await?;
         let io = SendTimeoutIo::new(TokioIo::new(stream), key.send_timeout);
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
@@ -251,7 +244,7 @@ impl Pool<Lent> {
             upstream: key.addr,
             read_timeout,
             stalled: timer,
-            waiting_since: None,
+            silence: ReadSilence::default(),
         }
     }
 }
@@ -270,10 +263,7 @@ pub struct PooledBody {
     upstream: SocketAddr,
     read_timeout: Duration,
     stalled: MovingDeadline,
-    /// Since when the body has been waiting for the upstream: set when a poll finds nothing, cleared by
-    /// each frame. Time the client side takes between polls never counts (a body that never waits never
-    /// reads the clock).
-    waiting_since: Option<tokio::time::Instant>,
+    silence: ReadSilence,
 }
 
 /// The upstream sent nothing of the response body for the read timeout.
@@ -294,16 +284,6 @@ impl PooledBody {
             );
         }
     }
-
-    /// Nothing to read now: `true` once the upstream has sent nothing for the read timeout.
-    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
-        let since = *self
-            .waiting_since
-            .get_or_insert_with(tokio::time::Instant::now);
-        self.stalled
-            .poll_until(cx, since + self.read_timeout)
-            .is_ready()
-    }
 }
 
 impl Body for PooledBody {
@@ -319,10 +299,14 @@ impl Body for PooledBody {
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            Poll::Ready(Some(Ok(_))) => this.waiting_since = None,
+            Poll::Ready(Some(Ok(_))) => this.silence.reset(),
             // The connection broke mid-body: hyper closes it; it is never handed back.
             Poll::Ready(Some(Err(_))) => this.back = None,
-            Poll::Pending if this.silent_too_long(cx) => {
+            Poll::Pending
+                if this
+                    .silence
+                    .too_long(&mut this.stalled, cx, this.read_timeout) =>
+            {
                 // Dropping the connection's sender (never handed back) closes it.
                 this.back = None;
                 warn!(upstream = %this.upstream, timeout = ?this.read_timeout, "upstream stopped sending the response body; closing");

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::Instant;
 use tracing::warn;
 
 use super::DirectConn;
 use super::chunked::{ChunkError, Chunked, Step};
 use super::head::Framing;
 use crate::proxy::body::BoxError;
+use crate::proxy::deadline::ReadSilence;
 use crate::proxy::pool::{BodyReadTimedOut, Pool, PoolKey};
 
 enum State {
@@ -72,10 +72,7 @@ pub struct DirectBody {
     /// Where the connection goes back once the body has ended; `None` when it cannot carry another request.
     back: Option<(Pool<DirectConn>, PoolKey)>,
     read_timeout: Duration,
-    /// Since when the body has been waiting for the upstream: set when a read finds nothing, cleared by
-    /// each frame. Time the client side takes between polls never counts (a body that never waits never
-    /// reads the clock).
-    waiting_since: Option<Instant>,
+    silence: ReadSilence,
     upstream: SocketAddr,
 }
 
@@ -97,7 +94,7 @@ impl DirectBody {
             state,
             back,
             read_timeout,
-            waiting_since: None,
+            silence: ReadSilence::default(),
             upstream,
         };
         // No body at all (HEAD, 204, 304, Content-Length: 0): the connection is free at once.
@@ -139,7 +136,7 @@ impl Body for DirectBody {
             };
             match this.state.take_buffered(&mut conn.read) {
                 Ok(Buffered::Data(data)) => {
-                    this.waiting_since = None;
+                    this.silence.reset();
                     if this.state.ended() {
                         this.finish();
                     }
@@ -161,11 +158,9 @@ impl Body for DirectBody {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return this.fail(e),
                 Poll::Pending => {
-                    let since = *this.waiting_since.get_or_insert_with(Instant::now);
-                    if conn
-                        .timer
-                        .poll_until(cx, since + this.read_timeout)
-                        .is_ready()
+                    if this
+                        .silence
+                        .too_long(&mut conn.timer, cx, this.read_timeout)
                     {
                         warn!(upstream = %this.upstream, timeout = ?this.read_timeout, "upstream stopped sending the response body; closing");
                         return this.fail(BodyReadTimedOut(this.read_timeout));

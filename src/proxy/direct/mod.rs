@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::metrics::proxy::UpstreamError;
 use crate::proxy::deadline::MovingDeadline;
-use crate::proxy::forward::ForwardError;
+use crate::proxy::forward::{ForwardError, breaks_connection, connect_tcp};
 use crate::proxy::headers::Forwarded;
 use crate::proxy::pool::{Pool, PoolKey, Reusable};
 use crate::routing::table::Policy;
@@ -85,14 +85,8 @@ impl Reusable for DirectConn {
 
 impl DirectConn {
     async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ForwardError> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ForwardError::ConnectTimeout(timeout)),
-            Ok(Err(e)) => return Err(ForwardError::Connect(format!("{addr}: {e}"))),
-            Ok(Ok(stream)) => stream,
-        };
-        let _ = stream.set_nodelay(true);
         Ok(Self {
-            stream,
+            stream: connect_tcp(addr, timeout).await?,
             read: BytesMut::with_capacity(READ_SIZE),
             read_size: READ_SIZE,
             write: Vec::with_capacity(WRITE_SIZE),
@@ -183,12 +177,11 @@ impl Failure {
 }
 
 fn io_kind(e: &io::Error) -> UpstreamError {
-    use io::ErrorKind::*;
-    match e.kind() {
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | WriteZero => {
-            UpstreamError::Reset
-        }
-        _ => UpstreamError::Other,
+    // A write that took nothing is a broken connection here too.
+    if breaks_connection(e.kind()) || e.kind() == io::ErrorKind::WriteZero {
+        UpstreamError::Reset
+    } else {
+        UpstreamError::Other
     }
 }
 
