@@ -17,6 +17,13 @@ fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+# A fresh checkout (CI) gains nothing from incremental compilation, and its files take gigabytes of disk.
+# CARGO_INCREMENTAL=1 in the environment keeps it on.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+# Disk is a resource the build can run out of: say how much there was, and how much the build took.
+disk_free() { df -h --output=avail "$ROOT" | tail -n 1 | tr -d ' '; }
+DISK_FREE_AT_START=$(disk_free)
+
 declare -a STAGES=()
 stage() { # NAME CMD...: run a stage and record its duration
   local name=$1; shift
@@ -31,6 +38,8 @@ report() {
   printf '\n=== timings\n'
   printf '  %s\n' "${STAGES[@]}"
   printf '  %-28s %5ss\n' total "$SECONDS"
+  printf '  disk: %s free at start, %s now; target/ holds %s\n' "$DISK_FREE_AT_START" "$(disk_free)" \
+    "$(du -sh "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null | cut -f1)"
   # One closing line for all test binaries together (cargo prints one per binary).
   if grep -q '^test result:' "$TEST_LOG"; then
     awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }

@@ -145,8 +145,9 @@ else
     bin="${CARGO_TARGET_DIR:-$repo/target}/debug/certgate"
 fi
 [[ -x "$bin" ]] || die "no certgate binary at $bin"
-# A copy, so a build started meanwhile (a shared CARGO_TARGET_DIR) cannot swap the binary under the script.
-cp "$bin" "$work/certgate"
+# A hard link (a copy across file systems), so a build started meanwhile (a shared CARGO_TARGET_DIR) cannot
+# swap the binary under the script: cargo replaces the file, the link keeps the old one. No second copy on disk.
+ln -f "$bin" "$work/certgate" 2>/dev/null || cp "$bin" "$work/certgate" || die "cannot copy $bin to $work"
 bin="$work/certgate"
 
 # The CRDs, unless installed already (by the chart, `certgate crds`, or an earlier run).
