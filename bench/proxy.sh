@@ -10,8 +10,10 @@
 #
 # Phases per target (backend direct, certgate, nginx), each BENCH_DURATION seconds:
 #   h1       wrk -t1 -c64 --latency, HTTP/1.1 keep-alive, Host: bench.local
-#   tls-new  8 parallel `openssl s_time -new -time 10`: TCP connect + full TLS handshake + close, new session
-#            every time (wrk and h2load resume TLS sessions on reconnect, so they cannot measure this)
+#   tls-new  bench/tls_handshakes.rs (`cargo run --example tls-handshakes`), 8 in flight on one thread: TCP
+#            connect + full TLS handshake (SNI bench.local, certificate verified, no session offered) + close;
+#            wrk and h2load resume TLS sessions on reconnect, and openssl s_time's client (OpenSSL 3.0) used
+#            more CPU per handshake than either proxy, so its core set the rate
 #   h2       h2load -c16 -m10 -D 10 over TLS (ALPN h2); p50/p99 from h2load's per-request log
 # and for each: proxy CPU seconds (/proc/PID/stat utime+stime), peak RSS (VmHWM, reset before the phase).
 # Scale: 10,000 Ingresses (one host each) in certgate's manifest directory and 10,000 server blocks in
@@ -20,7 +22,7 @@
 # Environment: CARGO_TARGET_DIR, BENCH_DURATION (10), BENCH_CONNECTIONS (64), BENCH_RULES (10000),
 # BENCH_KEY (rsa = RSA 2048, cert-manager's default; or ec = ECDSA P-256), BENCH_PORT_BASE (18000), BENCH_SKIP_UNPINNED (0),
 # BENCH_KEEP_TMP (0), BENCH_OUT (bench/results), BENCH_ROUNDS (3). Needs root (or sudo) only to install missing packages.
-# Nothing resolves bench.local: wrk sends `Host:`, h2load uses --connect-to, s_time sends no SNI.
+# Nothing resolves bench.local: wrk sends `Host:`, h2load uses --connect-to, tls-handshakes connects to the address.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +37,8 @@ H2_CLIENTS=16
 H2_STREAMS=10
 RULES=${BENCH_RULES:-10000}
 KEY_TYPE=${BENCH_KEY:-rsa}
-STIME_CLIENTS=8
+HANDSHAKE_CONCURRENCY=8
+HANDSHAKES=$TARGET_DIR/release/examples/tls-handshakes
 P=${BENCH_PORT_BASE:-18000}
 OUT_DIR=${BENCH_OUT:-$ROOT/bench/results}
 NCPU=$(nproc)
@@ -100,7 +103,7 @@ for tool in nginx wrk h2load openssl curl taskset; do
     break
   fi
 done
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet)
+(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --bin certgate --example tls-handshakes)
 for port in $BE_HTTP $BE_TLS $CG_HTTP $CG_TLS $CG_ADMIN $NX_HTTP $NX_TLS $SC_HTTP $SC_TLS $SC_ADMIN $SN_HTTP; do
   if ss -Hltn "sport = :$port" | grep -q .; then echo "port $port is in use (set BENCH_PORT_BASE)" >&2; exit 1; fi
 done
@@ -209,8 +212,9 @@ case "$KEY_TYPE" in
   rsa) KEYSPEC=(-newkey rsa:2048); KEY_DESC="RSA 2048" ;;
   *) echo "BENCH_KEY must be ec or rsa" >&2; exit 2 ;;
 esac
+# Not a CA (webpki refuses a CA certificate as the server's own): tls-handshakes trusts this certificate itself.
 openssl req -x509 "${KEYSPEC[@]}" -nodes -days 30 -subj /CN=bench.local -addext subjectAltName=DNS:bench.local \
-  -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
+  -addext basicConstraints=critical,CA:FALSE -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
 
 BE=$T/backend
 mkdir -p "$BE/tmp"
@@ -273,7 +277,7 @@ spec:
 EOF
 } >"$CG/manifests/bench.yaml"
 CG_START=$(date +%s%N)
-# s_time sends no SNI: the same certificate must be the default one everywhere.
+# The same certificate is the default one everywhere, for clients without SNI (the setup's own s_client check).
 start_certgate "$CG/manifests" "$CG/state" "$CG_HTTP" "$CG_TLS" "$CG_ADMIN" "$CG/stderr.json" \
   --default-ssl-certificate default/bench-tls
 CG_PID=$LAST_PID
@@ -361,9 +365,9 @@ parse_h2load() { # OUTPUT LOGFILE → rps p50_ms p99_ms errors requests
     END {split(pct, p, " "); printf "%.0f %s %s %d %d\n", rps, p[1], p[2], (err > err3 ? err : err3), n}' "$1"
 }
 
-parse_stime() { # concatenated s_time outputs + wall_ns → handshakes/s - - errors handshakes
-  awk '/connections in .* real seconds/ {n += $1} /wall_ns/ {w = $2} /ERROR|rror/ {err++}
-    END {printf "%.0f - - %d %d\n", (w > 0 ? n / (w / 1e9) : 0), err, n}' "$1"
+parse_handshakes() { # tls-handshakes output → handshakes/s p50_ms p99_ms errors handshakes
+  awk '/^handshakes / {printf "%.0f %s %s %d %d\n", ($6 > 0 ? $2 / $6 : 0), $8, $10, $4, $2; found = 1}
+    END {if (!found) print "0 nan nan 1 0"}' "$1"
 }
 
 run_phase() { # RUN TARGET PHASE ROUND
@@ -375,14 +379,8 @@ run_phase() { # RUN TARGET PHASE ROUND
     h1) client wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H 'Host: bench.local' \
           "http://127.0.0.1:$(target_port "$target" http)/" >"$out.txt" 2>&1 || true ;;
     tls-new)
-      local i st=()
-      for i in $(seq "$STIME_CLIENTS"); do
-        client openssl s_time -connect "127.0.0.1:$(target_port "$target" tls)" -new -time "$DURATION" >"$out.$i.txt" 2>&1 &
-        st+=($!)
-      done
-      wait "${st[@]}" || true
-      cat "$out".*.txt >"$out.txt"
-      echo "wall_ns $(($(date +%s%N) - t0))" >>"$out.txt" ;;
+      client "$HANDSHAKES" "127.0.0.1:$(target_port "$target" tls)" bench.local "$T/tls.crt" "$DURATION" \
+        "$HANDSHAKE_CONCURRENCY" >"$out.txt" 2>&1 || true ;;
     h2) client h2load -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DURATION" --log-file="$out.log" \
           --connect-to="127.0.0.1:$(target_port "$target" tls)" "https://bench.local:$(target_port "$target" tls)/" \
           >"$out.txt" 2>&1 || true ;;
@@ -395,7 +393,7 @@ run_phase() { # RUN TARGET PHASE ROUND
   local figures
   case "$ph" in
     h2) figures=$(parse_h2load "$out.txt" "${out}.log") ;;
-    tls-new) figures=$(parse_stime "$out.txt") ;;
+    tls-new) figures=$(parse_handshakes "$out.txt") ;;
     *) figures=$(parse_wrk "$out.txt") ;;
   esac
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$target" "$ph" "$(echo "$figures" | tr ' ' '\t')" \
@@ -630,7 +628,7 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
   echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) (other work was running on this machine: see notes) |"
   echo "| certgate | $("$CERTGATE" --version 2>/dev/null | head -1), release build, \`--worker-threads 1\` |"
   echo "| nginx | $(nginx -v 2>&1 | sed 's/nginx version: //') (Debian), \`worker_processes 1\` |"
-  echo "| load generators | wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'), $(h2load --version | head -1) |"
+  echo "| load generators | wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'), $(h2load --version | head -1), tls-handshakes (rustls on aws-lc-rs, TLS 1.3, X25519) |"
   echo "| certificate | $KEY_DESC, self-signed for bench.local; same for backend, certgate and nginx |"
   echo
   echo "Each load phase lasts ${DURATION} s; certgate and nginx run each phase once per round, back to back, in $ROUNDS rounds (who goes first alternates),"
@@ -646,7 +644,7 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
     for ph in h1 tls-new h2; do
       case "$ph" in
         h1) echo "### HTTP/1.1 keep-alive — \`wrk -t1 -c$CONNS -d${DURATION}s --latency -H 'Host: bench.local'\`" ;;
-        tls-new) echo "### New TLS connections — $STIME_CLIENTS × \`openssl s_time -new -time $DURATION\` in parallel (req/s = full handshakes/s: TCP connect, full handshake, close; no latency figures)" ;;
+        tls-new) echo "### New TLS connections — \`tls-handshakes\` (bench/tls_handshakes.rs), $HANDSHAKE_CONCURRENCY in flight for $DURATION s (req/s = full handshakes/s: TCP connect, full handshake with the certificate verified, close; p50/p99 per handshake)" ;;
         h2) echo "### HTTP/2 over TLS — \`h2load -c$H2_CLIENTS -m$H2_STREAMS -D $DURATION\` (p50/p99 from \`--log-file\`)" ;;
       esac
       echo
@@ -694,7 +692,7 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
       # A saturated load generator caps both proxies alike: the req/s ratio then says nothing about them.
       verdict = (rm + 0 >= 1 ? "yes" : (client + 0 >= 98 ? sprintf("not decided here: the client core was at least %s %% busy in every round, the load generator was the limit (CPU per request × %s; see the unpinned run)", client, cm) : "**no**"))
       printf "| certgate req/s ≥ nginx (%s) | × %s over %d rounds (%s–%s) | %s |\n", ph, rm, n, rlo, rhi, verdict
-      if (pm == "-") printf "| certgate p99 ≤ nginx (%s) | not measured (s_time gives no latency) | n/a |\n", ph
+      if (pm == "-") printf "| certgate p99 ≤ nginx (%s) | not measured | n/a |\n", ph
       else printf "| certgate p99 ≤ nginx (%s) | × %s (%s–%s) | %s |\n", ph, pm, plo, phi, (pm + 0 <= 1 ? "yes" : "**no**") }'
   done
   awk -v c="$SC_CHANGE_MAX" -v b="$SC_TOTAL_MAX" -v a="$SC_APPLIED_MAX" -v e="$SC_WRK_ERR" -v r="$RULES" 'BEGIN {
@@ -708,9 +706,9 @@ SC_APPLIED_MAX=$(maxof "${SC_APPLIED[@]}")
   echo "  \`proxy_set_header Connection \"\"\`, Host / X-Request-ID / X-Real-IP / X-Forwarded-{For,Host,Port,Proto} / X-Scheme,"
   echo "  \`proxy_buffering off\`, HSTS on HTTPS; access log off (certgate: \`--access-log=false\`); \`keepalive_requests 1000000\`"
   echo "  on client and upstream side because certgate has no per-connection request limit; \`ssl_protocols TLSv1.2 TLSv1.3\` (nginx 1.22's
-  default lacks 1.3). TLS session cache/tickets are the defaults on both; s_time -new never offers a session, so every handshake is full.
-- certgate runs with \`--default-ssl-certificate default/bench-tls\` because s_time sends no SNI; nginx's only server block is its default.
-  The h1/h2 phases use SNI bench.local."
+  default lacks 1.3). TLS session cache/tickets are the defaults on both; tls-handshakes never offers a session, so every handshake is full.
+- Every phase sends SNI bench.local. certgate also runs with \`--default-ssl-certificate default/bench-tls\`, so a client without SNI gets
+  the same certificate as from nginx, whose only server block is its default."
   echo "- The unpinned run changes the CPU affinity of the running processes (\`taskset -a -p\`); the backend stays unpinned too."
   echo "- The load generator and the backend share one core in the pinned run, so for cheap phases the client core, not the proxy, can be"
   echo "  the limit: check core0/core1. CPU ms per 1k requests is the fairer efficiency figure then."
