@@ -7,25 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper::HeaderMap;
 use hyper::header::{self, HeaderName, HeaderValue};
 
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus `Proxy` (httpoxy) which is dropped outright.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static PROXY: HeaderName = HeaderName::from_static("proxy");
 
 /// Remove hop-by-hop headers (and those the `Connection` header names). `Upgrade` is kept only when the
 /// caller passes the request through as an upgrade.
@@ -58,21 +45,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// The fields nginx does not pass from an upstream's response (`proxy_hide_header`'s default): Date and
-/// Server (the proxy's own Date is sent instead), X-Pad, and the X-Accel-* controls of nginx itself.
-const HIDDEN_FROM_RESPONSES: [HeaderName; 8] = [
-    header::DATE,
-    header::SERVER,
-    HeaderName::from_static("x-pad"),
-    HeaderName::from_static("x-accel-expires"),
-    HeaderName::from_static("x-accel-redirect"),
-    HeaderName::from_static("x-accel-limit-rate"),
-    HeaderName::from_static("x-accel-buffering"),
-    HeaderName::from_static("x-accel-charset"),
-];
-
 /// An upstream response's headers as the client gets them: without hop-by-hop fields (and the names
-/// `Connection` lists), and without the fields nginx hides ([`HIDDEN_FROM_RESPONSES`]).
+/// `Connection` lists), and without the fields nginx hides ([`is_hidden_from_responses`]).
 pub fn strip_response(headers: &mut HeaderMap) {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the body was delimited by it, and a
@@ -80,10 +54,12 @@ pub fn strip_response(headers: &mut HeaderMap) {
         headers.remove(header::CONTENT_LENGTH);
     }
     strip_hop_by_hop(headers, false);
-    if headers.keys().any(is_hidden_from_responses) {
-        for name in &HIDDEN_FROM_RESPONSES {
-            headers.remove(name);
-        }
+    while let Some(name) = headers
+        .keys()
+        .find(|name| is_hidden_from_responses(name))
+        .cloned()
+    {
+        headers.remove(&name);
     }
 }
 
@@ -92,14 +68,40 @@ pub fn never_in_responses(name: &HeaderName) -> bool {
     is_hop_by_hop(name) || is_hidden_from_responses(name)
 }
 
+/// The fields nginx does not pass from an upstream's response (`proxy_hide_header`'s default): Date and
+/// Server (the proxy's own Date is sent instead), X-Pad, and the X-Accel-* controls of nginx itself.
+/// (A `match` on the name, checked per field of every response: no list built and compared per call.)
 fn is_hidden_from_responses(name: &HeaderName) -> bool {
-    HIDDEN_FROM_RESPONSES.contains(name)
+    matches!(
+        name.as_str(),
+        "date"
+            | "server"
+            | "x-pad"
+            | "x-accel-expires"
+            | "x-accel-redirect"
+            | "x-accel-limit-rate"
+            | "x-accel-buffering"
+            | "x-accel-charset"
+    )
 }
 
-/// Is this one of the names `strip_hop_by_hop` always removes? (`Connection` is among them, so the names
-/// it lists only matter when this is true for some header.)
+/// Is this one of the names `strip_hop_by_hop` always removes? The RFC 9110 §7.6.1 hop-by-hop fields,
+/// `Proxy` (httpoxy, dropped outright) and `Upgrade`. (`Connection` is among them, so the names it lists
+/// only matter when this is true for some header.)
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == PROXY || name == header::UPGRADE
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "proxy"
+            | "upgrade"
+    )
 }
 
 /// What the upstream is told about the client's connection, as ingress-nginx does without
@@ -289,6 +291,54 @@ mod tests {
             assert!(never_in_responses(&name), "{name}");
         }
         assert!(!never_in_responses(&header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn every_hop_by_hop_and_hidden_name_is_recognised_and_no_near_miss_is() {
+        let hop_by_hop = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "proxy",
+            "upgrade",
+        ];
+        let hidden = [
+            "date",
+            "server",
+            "x-pad",
+            "x-accel-expires",
+            "x-accel-redirect",
+            "x-accel-limit-rate",
+            "x-accel-buffering",
+            "x-accel-charset",
+        ];
+        let near_misses = [
+            "tee",
+            "dates",
+            "x-accel",
+            "x-accel-other",
+            "proxy-x",
+            "content-type",
+        ];
+        for name in hop_by_hop.iter().chain(&hidden).chain(&near_misses) {
+            // Names as they arrive: parsed from mixed case, as hyper and the direct path make them.
+            let parsed = HeaderName::from_bytes(name.to_ascii_uppercase().as_bytes()).unwrap();
+            assert_eq!(is_hop_by_hop(&parsed), hop_by_hop.contains(name), "{name}");
+            assert_eq!(
+                is_hidden_from_responses(&parsed),
+                hidden.contains(name),
+                "{name}"
+            );
+        }
+        let mut h = headers(&hidden.map(|name| (name, "1")));
+        h.insert("x-app", HeaderValue::from_static("1"));
+        strip_response(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-app"]);
     }
 
     #[test]
