@@ -63,22 +63,10 @@ http {
 EOF
 nginx -p "$T/backend" -c "$T/backend/nginx.conf" &
 PIDS+=($!)
+# shellcheck source=bench/backend-manifests.sh
+source "$ROOT/bench/backend-manifests.sh"
+backend_manifests "$BE_PORT" >"$T/manifests/backend.yaml"
 cat >"$T/manifests/bench.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: backend}
-spec:
-  ports: [{name: http, port: 80, targetPort: $BE_PORT}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-1
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: $BE_PORT}]
-endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
----
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: bench}

@@ -237,25 +237,9 @@ BE_PID=$LAST_PID
 
 CG=$T/certgate
 mkdir -p "$CG/manifests" "$CG/state"
-backend_manifests() {
-  cat <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: backend}
-spec:
-  ports: [{name: http, port: 80, targetPort: $BE_HTTP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-1
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: $BE_HTTP}]
-endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
-EOF
-}
-backend_manifests >"$CG/manifests/backend.yaml"
+# shellcheck source=bench/backend-manifests.sh
+source "$ROOT/bench/backend-manifests.sh"
+backend_manifests "$BE_HTTP" >"$CG/manifests/backend.yaml"
 {
   printf 'apiVersion: v1\nkind: Secret\nmetadata: {name: bench-tls}\ntype: kubernetes.io/tls\nstringData:\n'
   printf '  tls.crt: |\n'; sed 's/^/    /' "$T/tls.crt"
@@ -441,7 +425,7 @@ stop_pid "$NX_PID"
 phase "scale: $RULES Ingresses in certgate"
 SC=$T/scale-certgate
 mkdir -p "$SC/manifests" "$SC/state"
-backend_manifests >"$SC/manifests/backend.yaml"
+backend_manifests "$BE_HTTP" >"$SC/manifests/backend.yaml"
 awk -v n="$RULES" -v dir="$SC/manifests" 'BEGIN {
   per = int((n + 9) / 10)
   for (i = 0; i < n; i++) {
