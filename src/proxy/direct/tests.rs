@@ -114,18 +114,18 @@ async fn get(pool: &Pool<DirectConn>, addr: SocketAddr) -> Result<(u16, Vec<u8>)
     Ok((status, body.to_vec()))
 }
 
+/// Two GETs in a row, each answered `200 ok`.
+async fn get_ok_twice(pool: &Pool<DirectConn>, addr: SocketAddr) {
+    for which in ["first", "second"] {
+        assert_eq!(get(pool, addr).await.expect(which), (200, b"ok".to_vec()));
+    }
+}
+
 #[tokio::test]
 async fn a_length_delimited_response_is_read_and_its_connection_used_again() {
     let up = upstream(&[OK, OK]).await;
     let pool = Pool::default();
-    assert_eq!(
-        get(&pool, up.addr).await.expect("first"),
-        (200, b"ok".to_vec())
-    );
-    assert_eq!(
-        get(&pool, up.addr).await.expect("second"),
-        (200, b"ok".to_vec())
-    );
+    get_ok_twice(&pool, up.addr).await;
     assert_eq!(up.connections.load(Ordering::SeqCst), 1, "not reused");
     let heads = up.heads.lock().expect("heads").clone();
     assert!(
@@ -180,15 +180,8 @@ async fn a_kept_connection_the_upstream_closed_is_replaced_without_failing_the_r
     // One answer per connection, then the upstream closes it.
     let up = upstream(&[OK]).await;
     let pool = Pool::default();
-    assert_eq!(
-        get(&pool, up.addr).await.expect("first"),
-        (200, b"ok".to_vec())
-    );
     // Whether or not the close has been seen yet, the second request must not fail.
-    assert_eq!(
-        get(&pool, up.addr).await.expect("second"),
-        (200, b"ok".to_vec())
-    );
+    get_ok_twice(&pool, up.addr).await;
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
 
