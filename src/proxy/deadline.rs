@@ -34,21 +34,23 @@ impl MovingDeadline {
     }
 }
 
-/// nginx's `proxy_read_timeout` between two reads of a response body: the wait runs only while a read
-/// finds nothing and starts again after each piece, so time the client side takes between polls never
-/// counts (a body that never waits never reads the clock).
+/// nginx's `proxy_read_timeout` between two reads of a response body, and `proxy_send_timeout` between two
+/// writes to the upstream: the wait runs only while the upstream makes no progress and starts again after
+/// each piece, so time the client side takes between polls never counts (an exchange that never waits
+/// never reads the clock).
 #[derive(Debug, Default)]
-pub struct ReadSilence {
+pub struct Silence {
     since: Option<Instant>,
 }
 
-impl ReadSilence {
-    /// A piece of the body arrived.
+impl Silence {
+    /// The upstream made progress (a piece read or written).
     pub fn reset(&mut self) {
         self.since = None;
     }
 
-    /// A read found nothing: `true` once nothing has come for `limit`; else `timer` wakes the task by then.
+    /// A read or write would wait: `true` once nothing has moved for `limit`; else `timer` wakes the task
+    /// by then.
     pub fn too_long(
         &mut self,
         timer: &mut MovingDeadline,

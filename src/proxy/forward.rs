@@ -28,11 +28,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::time::Sleep;
 
 use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
-use crate::proxy::deadline::MovingDeadline;
+use crate::proxy::deadline::{MovingDeadline, Silence};
 use crate::proxy::direct::{self, DirectConn};
 use crate::proxy::headers::Forwarded;
 use crate::proxy::pool::{Lent, Pool, PoolKey, PooledBody};
@@ -360,8 +359,9 @@ struct SendTimedOut(Duration);
 pub struct SendTimeoutIo {
     inner: TokioIo<TcpStream>,
     send_timeout: Duration,
-    /// Armed when a write would block; disarmed when one completes.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// Since when writes have been waiting (the direct path's rule too).
+    stalled: Silence,
+    timer: MovingDeadline,
 }
 
 impl SendTimeoutIo {
@@ -369,7 +369,8 @@ impl SendTimeoutIo {
         Self {
             inner,
             send_timeout,
-            stalled: None,
+            stalled: Silence::default(),
+            timer: MovingDeadline::default(),
         }
     }
 
@@ -379,20 +380,17 @@ impl SendTimeoutIo {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.stalled = None;
+            self.stalled.reset();
             return polled;
         }
         let timeout = self.send_timeout;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+        if self.stalled.too_long(&mut self.timer, cx, timeout) {
+            return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 SendTimedOut(timeout),
-            ))),
-            Poll::Pending => Poll::Pending,
+            )));
         }
+        Poll::Pending
     }
 }
 

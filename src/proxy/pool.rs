@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 
 use crate::FastMap;
 use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::deadline::{MovingDeadline, ReadSilence};
+use crate::proxy::deadline::{MovingDeadline, Silence};
 use crate::proxy::forward::{ForwardError, SendTimeoutIo, connect_tcp};
 
 /// ingress-nginx's `upstream-keepalive-connections` default.
@@ -244,7 +244,7 @@ impl Pool<Lent> {
             upstream: key.addr,
             read_timeout,
             stalled: timer,
-            silence: ReadSilence::default(),
+            silence: Silence::default(),
         }
     }
 }
@@ -263,7 +263,7 @@ pub struct PooledBody {
     upstream: SocketAddr,
     read_timeout: Duration,
     stalled: MovingDeadline,
-    silence: ReadSilence,
+    silence: Silence,
 }
 
 /// The upstream sent nothing of the response body for the read timeout.

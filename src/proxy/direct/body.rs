@@ -15,7 +15,7 @@ use super::DirectConn;
 use super::chunked::{ChunkError, Chunked, Step};
 use super::head::Framing;
 use crate::proxy::body::BoxError;
-use crate::proxy::deadline::ReadSilence;
+use crate::proxy::deadline::Silence;
 use crate::proxy::pool::{BodyReadTimedOut, Pool, PoolKey};
 
 enum State {
@@ -72,7 +72,7 @@ pub struct DirectBody {
     /// Where the connection goes back once the body has ended; `None` when it cannot carry another request.
     back: Option<(Pool<DirectConn>, PoolKey)>,
     read_timeout: Duration,
-    silence: ReadSilence,
+    silence: Silence,
     upstream: SocketAddr,
 }
 
@@ -94,7 +94,7 @@ impl DirectBody {
             state,
             back,
             read_timeout,
-            silence: ReadSilence::default(),
+            silence: Silence::default(),
             upstream,
         };
         // No body at all (HEAD, 204, 304, Content-Length: 0): the connection is free at once.

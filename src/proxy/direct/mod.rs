@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::metrics::proxy::UpstreamError;
-use crate::proxy::deadline::MovingDeadline;
+use crate::proxy::deadline::{MovingDeadline, Silence};
 use crate::proxy::forward::{ForwardError, breaks_connection, connect_tcp};
 use crate::proxy::headers::Forwarded;
 use crate::proxy::pool::{Pool, PoolKey, Reusable};
@@ -99,7 +99,7 @@ impl DirectConn {
         &mut self,
         cx: &mut Context<'_>,
         written: &mut usize,
-        stalled_since: &mut Option<Instant>,
+        stalled: &mut Silence,
         send_timeout: Duration,
     ) -> Poll<Result<(), Failure>> {
         while *written < self.write.len() {
@@ -109,16 +109,13 @@ impl DirectConn {
                 }
                 Poll::Ready(Ok(n)) => {
                     *written += n;
-                    *stalled_since = None;
+                    stalled.reset();
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
-                Poll::Pending => {
-                    let since = *stalled_since.get_or_insert_with(Instant::now);
-                    return match self.timer.poll_until(cx, since + send_timeout) {
-                        Poll::Ready(()) => Poll::Ready(Err(Failure::SendTimeout)),
-                        Poll::Pending => Poll::Pending,
-                    };
+                Poll::Pending if stalled.too_long(&mut self.timer, cx, send_timeout) => {
+                    return Poll::Ready(Err(Failure::SendTimeout));
                 }
+                Poll::Pending => return Poll::Pending,
             }
         }
         Poll::Ready(Ok(()))
@@ -251,9 +248,8 @@ async fn roundtrip(
     written: &mut usize,
     policy: &Policy,
 ) -> Result<head::ResponseHead, Failure> {
-    let mut stalled_since = None;
-    poll_fn(|cx| conn.poll_write_head(cx, written, &mut stalled_since, policy.send_timeout))
-        .await?;
+    let mut stalled = Silence::default();
+    poll_fn(|cx| conn.poll_write_head(cx, written, &mut stalled, policy.send_timeout)).await?;
     let deadline = Instant::now() + policy.read_timeout;
     poll_fn(|cx| {
         loop {
