@@ -30,14 +30,13 @@ impl<K: Resource> Keyed<K> {
     /// The map of `state`, the objects a store holds now (each once).
     pub fn refresh(&mut self, state: Vec<Arc<K>>) -> BTreeMap<ObjectKey, Arc<K>> {
         let address = |object: &Arc<K>| Arc::as_ptr(object).addr();
-        let current: FastSet<usize> = state.iter().map(address).collect();
-        self.map
-            .retain(|_, object| current.contains(&address(object)));
-        // What is left is in `state`: anything more there is new (or a new version of an object).
-        if self.map.len() < state.len() {
-            let kept: FastSet<usize> = self.map.values().map(address).collect();
+        // Every object in `state`; those already in the map are taken out as the map is pruned, so what
+        // is left is new (or a new version of an object).
+        let mut new: FastSet<usize> = state.iter().map(address).collect();
+        self.map.retain(|_, object| new.remove(&address(object)));
+        if !new.is_empty() {
             for object in state {
-                if !kept.contains(&address(&object)) {
+                if new.contains(&address(&object)) {
                     self.map.insert(ObjectKey::of(object.as_ref()), object);
                 }
             }

@@ -239,7 +239,7 @@ fn authority_has_userinfo(target: &str) -> bool {
 }
 
 /// hyper's Content-Length syntax: ASCII digits only, no sign, no list, no overflow.
-fn digits(value: &[u8]) -> Option<u64> {
+pub fn digits(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
         return None;
     }

@@ -8,6 +8,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
 use crate::proxy::headers::{self, Forwarded, X_REQUEST_ID, request_id_digits};
+use crate::proxy::screen;
 
 /// The longest response head accepted ("upstream sent too big header" beyond, as nginx says: a 502).
 pub const MAX_RESPONSE_HEAD: usize = 64 << 10;
@@ -219,10 +220,7 @@ pub fn framing(method: &Method, head: &ResponseHead) -> Result<Framing, HeadErro
         let value = value.to_str().map_err(|_| HeadError::BadContentLength)?;
         // A list of equal values is one length (RFC 9110 §8.6); any other list is an error.
         for item in value.split(',').map(str::trim) {
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::BadContentLength);
-            }
-            let n: u64 = item.parse().map_err(|_| HeadError::BadContentLength)?;
+            let n = screen::digits(item.as_bytes()).ok_or(HeadError::BadContentLength)?;
             if length.is_some_and(|seen| seen != n) {
                 return Err(HeadError::BadContentLength);
             }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hyper::http::request;
-use hyper::{Response, StatusCode, Version};
+use hyper::{Response, StatusCode};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -220,7 +220,6 @@ pub async fn exchange(
                 let reusable = framing != Framing::UntilClose && !response.closes;
                 let mut resp = Response::new(());
                 *resp.status_mut() = response.status;
-                *resp.version_mut() = Version::HTTP_11;
                 *resp.headers_mut() = response.headers;
                 if let Some(reason) = response.reason {
                     resp.extensions_mut().insert(reason);
