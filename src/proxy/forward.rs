@@ -33,7 +33,7 @@ use crate::metrics::proxy::UpstreamError;
 use crate::proxy::body::{self, ClientBodyError, ProxyBody};
 use crate::proxy::deadline::{MovingDeadline, Silence};
 use crate::proxy::direct::{self, DirectConn};
-use crate::proxy::headers::Forwarded;
+use crate::proxy::headers::{self, Forwarded};
 use crate::proxy::pool::{Lent, Pool, PoolKey, PooledBody};
 use crate::routing::table::Policy;
 
@@ -119,12 +119,17 @@ impl Upstream {
             return Ok(resp.map(body::stream));
         }
         forwarded.set_on(req.headers_mut());
-        let resp = if upload {
+        let mut resp = if upload {
             Box::pin(self.send_body(req, addr, policy)).await?
         } else {
             // Nothing to upload: the read timeout runs from when the request goes to the connection.
             Box::pin(self.exchange(req, addr, policy, Some(policy.read_timeout))).await?
         };
+        // The direct path strips while it parses the head. A 101 answering an upgrade keeps its fields:
+        // the handler passes it on as it is, and the connection becomes a tunnel.
+        if !(upgrade && resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS) {
+            headers::strip_response(resp.headers_mut());
+        }
         Ok(resp.map(body::stream))
     }
 

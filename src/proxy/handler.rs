@@ -387,7 +387,6 @@ async fn forward(
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, body::empty());
     }
-    headers::strip_response(resp.headers_mut());
     resp
 }
 

@@ -78,8 +78,7 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
 pub struct ResponseHead {
     pub status: StatusCode,
     /// The fields the client gets: no hop-by-hop fields, none of those nginx hides
-    /// ([`headers::never_in_responses`]). A `Connection` field listing other names stays, for
-    /// [`headers::strip_response`] to remove them with it.
+    /// ([`headers::never_in_responses`]), and no field a `Connection` field lists.
     pub headers: HeaderMap,
     /// The upstream closes the connection after this response (`Connection: close`, or HTTP/1.0 without
     /// keep-alive).
@@ -127,21 +126,24 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
         .and_then(|r| ReasonPhrase::try_from(head.slice_ref(r.as_bytes())).ok());
     let mut headers = HeaderMap::with_capacity(response.headers.len());
     let (mut close, mut keep_alive, mut chunked) = (false, false, None);
+    // A `Connection` field that lists other names: it is kept until they are removed with it, below.
+    let mut lists_others = false;
     for field in response.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| HeadError::Invalid("bad header name"))?;
         if name == header::CONNECTION {
-            let mut lists_others = false;
+            let mut lists_more = false;
             for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
                 } else {
-                    lists_others |= !token.is_empty();
+                    lists_more |= !token.is_empty();
                 }
             }
-            if !lists_others {
+            lists_others |= lists_more;
+            if !lists_more {
                 continue;
             }
         } else if name == header::TRANSFER_ENCODING {
@@ -158,6 +160,9 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| HeadError::Invalid("bad header value"))?;
         headers.append(name, value);
+    }
+    if lists_others {
+        headers::strip_hop_by_hop(&mut headers, false);
     }
     if chunked.is_some() {
         // Transfer-Encoding overrides it (RFC 9112 §6.3), and a proxy must not pass both on.
@@ -459,8 +464,9 @@ mod tests {
         // Transfer-Encoding wins over Content-Length, which is not passed on with it.
         let head = parsed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n");
         assert!(!head.headers.contains_key(header::CONTENT_LENGTH));
-        // A Connection field naming other fields stays, for strip_response to remove them with it.
-        let head = parsed("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\n");
-        assert_eq!(head.headers["connection"], "x-secret");
+        // The fields a Connection field names go, and the Connection field with them.
+        let head = parsed("HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nX-App: 1\r\n");
+        let left: Vec<&str> = head.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-app"]);
     }
 }
