@@ -51,12 +51,10 @@ impl State {
         })
     }
 
+    /// A delimited body with nothing left to read. (A chunked body's end is only known from its last
+    /// chunk, which `take_buffered` reports as `End`.)
     fn ended(&self) -> bool {
-        match self {
-            Self::Length(left) => *left == 0,
-            Self::Chunked(decoder) => decoder.is_done(),
-            Self::UntilClose => false,
-        }
+        matches!(self, Self::Length(0))
     }
 }
 
@@ -172,7 +170,8 @@ impl Body for DirectBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.conn.is_none() || matches!(self.state, State::Length(0))
+        // A body that reached its length has let its connection go already.
+        self.conn.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

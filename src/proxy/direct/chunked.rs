@@ -38,10 +38,6 @@ pub struct Chunked {
 }
 
 impl Chunked {
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     /// Decode from the front of `buf`, consuming what it uses.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, ChunkError> {
         loop {
